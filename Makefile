@@ -1,0 +1,41 @@
+# Every target that needs the environment depends on `install`, so each works on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PY := $(UV) run --frozen
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+
+.PHONY: help install test lint format dev sim demo bench clean-demo
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install:  ## bootstrap uv (via pip) if missing, then install the locked dependencies
+	@if ! command -v $(UV) >/dev/null 2>&1; then \
+		echo "uv not found: installing it with pip"; \
+		python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv; \
+	fi
+	@$(UV) sync --frozen --quiet
+
+test: install  ## run the whole test suite (the CI command)
+	$(PY) pytest
+
+lint: install  ## ruff lint + format check
+	$(PY) ruff check .
+	$(PY) ruff format --check .
+
+format: install  ## apply ruff fixes and formatting
+	$(PY) ruff check --fix .
+	$(PY) ruff format .
+
+dev: install  ## Dagster UI + daemon against the configured (default: real) exchanges
+	$(PY) dagster dev -w workspace.yaml
+
+sim: install  ## the exchange simulator in the foreground on 127.0.0.1:8900
+	$(PY) marketdata-sim --host 127.0.0.1 --port 8900
+
+demo: install  ## the real pipeline end to end, offline, against the simulator
+	$(PY) python -m marketdata_assets.demo
+
+bench: install  ## benchmarks (not part of make test)
+	$(PY) python -m marketdata_assets.bench

@@ -1,0 +1,299 @@
+"""Typed settings: ``config/<env>.yaml`` (+ environment variables) -> the universe, storage root and limits.
+
+Which file is read:
+
+* ``MARKETDATA_CONFIG=/path/to/file.yaml`` wins;
+* otherwise ``config/<MARKETDATA_ENV>.yaml`` in the project (``MARKETDATA_ENV`` defaults to ``local``).
+
+String values may use ``${VAR}`` or ``${VAR:-default}`` to read environment variables (the demo config
+points the venues at the simulator this way). ``MARKETDATA_ROOT`` overrides ``storage.root``.
+
+A bad file raises one :class:`SettingsError` that names the file, the key and what was expected;
+unknown keys are errors, not ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from marketdata_assets.frames import symbol_key
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_DIR / "config"
+
+CANDLE_VENUES = ("binance", "bybit", "okx")
+DVOL_CURRENCIES = ("BTC", "ETH")
+# Deribit publishes DVOL from 2021-03-24 on; earlier days hold nothing to fetch.
+DVOL_FIRST_DAY = date(2021, 3, 24)
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,10}$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_URI_SCHEME_RE = re.compile(r"^([a-z][a-z0-9+.-]*)://")
+SUPPORTED_ROOT_SCHEMES = ("file", "s3")
+
+
+class SettingsError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+def _check_symbol(value: str) -> str:
+    if not _SYMBOL_RE.match(value):
+        raise ValueError(
+            f"expected a unified spot symbol like 'BTC/USDT' (BASE/QUOTE, upper case), got {value!r}"
+        )
+    return value
+
+
+Symbol = Annotated[str, AfterValidator(_check_symbol)]
+
+
+def _check_base_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VenueSettings(_Strict):
+    """One candle venue: what to fetch, from where, how fast."""
+
+    symbols: list[Symbol] = Field(min_length=1)
+    start_date: date
+    base_url: BaseUrl | None = Field(
+        default=None,
+        description="Root the venue's native paths append to; None = the real exchange.",
+    )
+    rate_limit_ms: float = Field(
+        default=250.0, gt=0, description="Minimum spacing between requests of one client, in ms."
+    )
+    timeout_ms: int = Field(default=10_000, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique_symbols(cls, value: list[str]) -> list[str]:
+        keys = [symbol_key(s) for s in value]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"symbols listed twice: {', '.join(dupes)}")
+        return value
+
+    @property
+    def symbol_keys(self) -> list[str]:
+        return [symbol_key(s) for s in self.symbols]
+
+    def symbol_for_key(self, key: str) -> str:
+        for symbol in self.symbols:
+            if symbol_key(symbol) == key:
+                return symbol
+        raise KeyError(f"unknown symbol key {key!r}; configured: {', '.join(self.symbol_keys)}")
+
+
+class DvolSettings(_Strict):
+    """Deribit's DVOL volatility index."""
+
+    currencies: list[Literal["BTC", "ETH"]] = Field(min_length=1)
+    start_date: date
+    base_url: BaseUrl | None = None
+    rate_limit_ms: float = Field(default=100.0, gt=0)
+    timeout_ms: int = Field(default=10_000, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    minute_history_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days back from today fetched at 1-minute resolution; older days are fetched hourly.",
+    )
+
+    @field_validator("start_date")
+    @classmethod
+    def _not_before_dvol(cls, value: date) -> date:
+        if value < DVOL_FIRST_DAY:
+            raise ValueError(f"DVOL starts on {DVOL_FIRST_DAY.isoformat()}; got {value.isoformat()}")
+        return value
+
+
+class StorageSettings(_Strict):
+    root: str = Field(
+        description="Local path (relative to the config file) or URI: file:///..., s3://bucket/prefix"
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        match = _URI_SCHEME_RE.match(value)
+        if match and match.group(1) not in SUPPORTED_ROOT_SCHEMES:
+            raise ValueError(
+                f"unsupported storage scheme {match.group(1)!r}; use a path or one of "
+                + ", ".join(f"{s}://" for s in SUPPORTED_ROOT_SCHEMES)
+            )
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class Settings(_Strict):
+    environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    synthetic: bool = Field(
+        default=False,
+        description="True when the venues are the local simulator: the data root is marked synthetic.",
+    )
+    storage: StorageSettings
+    venues: dict[Literal["binance", "bybit", "okx"], VenueSettings] = Field(min_length=1)
+    dvol: DvolSettings | None = None
+
+    @model_validator(mode="after")
+    def _synthetic_needs_overrides(self) -> Settings:
+        if self.synthetic:
+            real = [name for name, venue in self.venues.items() if venue.base_url is None]
+            if self.dvol is not None and self.dvol.base_url is None:
+                real.append("dvol")
+            if real:
+                raise ValueError(
+                    "synthetic settings must point every venue at the simulator (base_url); "
+                    f"missing for: {', '.join(real)}"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings plus where they came from, with the storage root resolved."""
+
+    settings: Settings
+    path: Path
+    storage_root: str
+
+    @property
+    def environment(self) -> str:
+        return self.settings.environment
+
+    @property
+    def venues(self) -> dict[str, VenueSettings]:
+        return dict(self.settings.venues)
+
+    @property
+    def dvol(self) -> DvolSettings | None:
+        return self.settings.dvol
+
+    @property
+    def synthetic(self) -> bool:
+        return self.settings.synthetic
+
+    @cached_property
+    def universe(self) -> list[tuple[str, str]]:
+        """(venue, unified symbol) pairs, in config order."""
+        return [(venue, symbol) for venue, cfg in self.settings.venues.items() for symbol in cfg.symbols]
+
+
+def config_path(env: str | None = None) -> Path:
+    """The config file the environment selects."""
+    explicit = os.environ.get("MARKETDATA_CONFIG")
+    if explicit and env is None:
+        return Path(explicit).expanduser().resolve()
+    name = env or os.environ.get("MARKETDATA_ENV", "local")
+    if not re.match(r"^[a-z][a-z0-9_-]*$", name):
+        raise SettingsError(f"MARKETDATA_ENV={name!r} is not a valid environment name (e.g. local, demo)")
+    return CONFIG_DIR / f"{name}.yaml"
+
+
+def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> LoadedSettings:
+    """Read and validate a config file (default: the one the environment selects)."""
+    env = os.environ if environ is None else environ
+    file = Path(path).expanduser().resolve() if path is not None else config_path()
+    if not file.is_file():
+        available = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))) or "none"
+        raise SettingsError(f"{file}: config file not found (environments in {CONFIG_DIR}: {available})")
+    try:
+        raw = yaml.load(file.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+    data = _interpolate(raw, env, file, ())
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(file, exc)) from None
+    root = env.get("MARKETDATA_ROOT") or settings.storage.root
+    return LoadedSettings(settings=settings, path=file, storage_root=resolve_root(root, file.parent))
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as strings, so pydantic validates them and names the key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def resolve_root(root: str, base_dir: Path) -> str:
+    """A URI stays as it is; a relative path is taken relative to ``base_dir`` and made absolute."""
+    if _URI_SCHEME_RE.match(root):
+        return root
+    path = Path(root).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    return str(path.resolve())
+
+
+def _interpolate(value: Any, env: dict[str, str] | os._Environ, file: Path, where: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, file, (*where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, file, (*where, f"[{i}]")) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            key = ".".join(where).replace(".[", "[")
+            raise SettingsError(f"{file}: {key}: environment variable {name} is not set and has no default")
+
+        return _ENV_RE.sub(substitute, value)
+    return value
+
+
+def _format_errors(file: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        key = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (not a setting; check the spelling)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            if "input" in error and error["type"] not in ("value_error",):
+                message += f" (got {error['input']!r})"
+        lines.append(f"{key}: {message}")
+    head = f"{file}: " if len(lines) == 1 else f"{file}: {len(lines)} problems:\n  "
+    return head + "\n  ".join(lines)
