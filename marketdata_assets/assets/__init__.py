@@ -1,0 +1,1 @@
+"""The Dagster layer: thin asset definitions that call the pure core."""

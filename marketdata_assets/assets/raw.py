@@ -1,0 +1,233 @@
+"""Raw layer assets: one 1-minute candle asset per venue and one DVOL asset, each over a range.
+
+Each asset body handles every partition of its run (``BackfillPolicy.single_run``), with one client
+per venue per run. Metadata: a run of one partition records that partition's numbers; a run over a
+range records the totals and a per-partition table. When some partitions fail, the ones that
+succeeded are recorded one by one (with their own numbers) and the step fails naming the others.
+"""
+
+
+from collections.abc import Sequence
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from marketdata_assets import progress
+from marketdata_assets.assets.partitions import (
+    CURRENCY,
+    SYMBOL,
+    candle_partitions,
+    dvol_partitions,
+    multi_key,
+    split_key,
+)
+from marketdata_assets.ingest import PartitionOutcome, ingest_candle_days, ingest_dvol_days
+from marketdata_assets.settings import LoadedSettings
+
+RAW_GROUP = "raw"
+
+
+def raw_candles_key(venue: str) -> AssetKey:
+    return AssetKey([venue, "ohlcv_1m_raw"])
+
+
+DVOL_RAW_KEY = AssetKey(["deribit", "dvol_raw"])
+
+
+def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN201 - AssetsDefinition
+    cfg = settings.venues[venue]
+
+    @asset(
+        key=raw_candles_key(venue),
+        partitions_def=candle_partitions(cfg),
+        backfill_policy=BackfillPolicy.single_run(),
+        group_name=RAW_GROUP,
+        kinds={"parquet", "ccxt"},
+        pool=f"venue_{venue}",
+        description=(
+            f"Closed 1-minute OHLCV candles of one UTC day from {venue} spot, exactly as the venue "
+            "returned them (page-boundary duplicates kept and counted), one Parquet file per "
+            f"partition under raw/ohlcv_1m/exchange={venue}/."
+        ),
+    )
+    def raw_candles(context: AssetExecutionContext) -> MaterializeResult:
+        from marketdata_assets.storage.raw import write_raw_candles
+        from marketdata_assets.venues.registry import get_source
+
+        items = [
+            (cfg.symbol_for_key(symbol), day)
+            for symbol, day in (split_key(k, SYMBOL) for k in context.partition_keys)
+        ]
+        root = _storage_root(settings)
+        source = get_source(
+            venue,
+            cfg.base_url,
+            rate_limit_ms=cfg.rate_limit_ms,
+            timeout_ms=cfg.timeout_ms,
+            max_retries=cfg.max_retries,
+        )
+        try:
+            outcomes = ingest_candle_days(
+                source,
+                lambda key, day, frame: write_raw_candles(root, venue, key, day, frame),
+                venue,
+                items,
+                progress=_progress(context),
+            )
+        finally:
+            _close(source)
+        return _finish(context, outcomes, SYMBOL)
+
+    return raw_candles
+
+
+def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefinition
+    cfg = settings.dvol
+    assert cfg is not None
+
+    @asset(
+        key=DVOL_RAW_KEY,
+        partitions_def=dvol_partitions(cfg),
+        backfill_policy=BackfillPolicy.single_run(),
+        group_name=RAW_GROUP,
+        kinds={"parquet"},
+        pool="venue_deribit",
+        description=(
+            "Deribit DVOL (30-day implied volatility index) points of one UTC day, at 1-minute "
+            f"resolution for the last {cfg.minute_history_days} days and hourly before that, "
+            "one Parquet file per partition under raw/dvol/."
+        ),
+    )
+    def dvol_raw(context: AssetExecutionContext) -> MaterializeResult:
+        from marketdata_assets.storage.raw import write_raw_dvol
+        from marketdata_assets.venues.registry import get_source
+
+        items = [split_key(k, CURRENCY) for k in context.partition_keys]
+        root = _storage_root(settings)
+        source = get_source(
+            "deribit",
+            cfg.base_url,
+            rate_limit_ms=cfg.rate_limit_ms,
+            timeout_ms=cfg.timeout_ms,
+            max_retries=cfg.max_retries,
+            minute_history_days=cfg.minute_history_days,
+        )
+        try:
+            outcomes = ingest_dvol_days(
+                source,
+                lambda key, day, frame: write_raw_dvol(root, key, day, frame),
+                items,
+                progress=_progress(context),
+            )
+        finally:
+            _close(source)
+        return _finish(context, outcomes, CURRENCY)
+
+    return dvol_raw
+
+
+def _storage_root(settings: LoadedSettings) -> Any:
+    from marketdata_assets.storage.root import StorageRoot
+
+    root = StorageRoot.from_uri(settings.storage_root)
+    root.claim(synthetic=settings.synthetic, environment=settings.environment)
+    return root
+
+
+def _close(source: Any) -> None:
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+
+
+def _progress(context: AssetExecutionContext):  # noqa: ANN202
+    def on_partition(outcome: PartitionOutcome) -> None:
+        if outcome.ok:
+            context.log.info(
+                f"{outcome.venue} {outcome.instrument} {outcome.day}: {outcome.rows} rows, "
+                f"{outcome.missing_minutes} missing minutes, {outcome.requests} requests"
+            )
+        else:
+            context.log.error(f"{outcome.venue} {outcome.instrument} {outcome.day}: {outcome.error}")
+        progress.report(outcome)
+
+    return on_partition
+
+
+def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
+    """What a user wants to see for one partition in the UI."""
+    metadata: dict[str, Any] = {
+        "rows": MetadataValue.int(outcome.rows),
+        "first_timestamp": MetadataValue.text(outcome.first_timestamp or "-"),
+        "last_timestamp": MetadataValue.text(outcome.last_timestamp or "-"),
+        "missing_minutes": MetadataValue.int(outcome.missing_minutes),
+        "missing_ranges_utc": MetadataValue.text(", ".join(outcome.missing_ranges) or "none"),
+        "duplicates": MetadataValue.int(outcome.duplicates),
+        "requests": MetadataValue.int(outcome.requests),
+        "retries": MetadataValue.int(outcome.retries),
+        "bytes": MetadataValue.int(outcome.bytes),
+        "source_url": MetadataValue.text(outcome.source_url),
+        "path": MetadataValue.path(outcome.path),
+        "fetch_seconds": MetadataValue.float(outcome.elapsed_s),
+    }
+    if outcome.resolution_s is not None:
+        metadata["resolution_seconds"] = MetadataValue.int(outcome.resolution_s)
+    return metadata
+
+
+def range_metadata(outcomes: Sequence[PartitionOutcome]) -> dict[str, Any]:
+    """Totals over a run's partitions plus one table row per partition."""
+    if len(outcomes) == 1:
+        return outcome_metadata(outcomes[0])
+    header = "| partition | rows | first | last | missing min | duplicates | requests | retries | bytes |"
+    lines = [header, "|" + "---|" * 9]
+    for o in outcomes:
+        lines.append(
+            f"| {o.day} {o.instrument} | {o.rows} | {o.first_timestamp or '-'} | {o.last_timestamp or '-'} "
+            f"| {o.missing_minutes} | {o.duplicates} | {o.requests} | {o.retries} | {o.bytes} |"
+        )
+    return {
+        "partitions": MetadataValue.int(len(outcomes)),
+        "rows": MetadataValue.int(sum(o.rows for o in outcomes)),
+        "missing_minutes": MetadataValue.int(sum(o.missing_minutes for o in outcomes)),
+        "duplicates": MetadataValue.int(sum(o.duplicates for o in outcomes)),
+        "requests": MetadataValue.int(sum(o.requests for o in outcomes)),
+        "retries": MetadataValue.int(sum(o.retries for o in outcomes)),
+        "bytes": MetadataValue.int(sum(o.bytes for o in outcomes)),
+        "source_url": MetadataValue.text(outcomes[0].source_url if outcomes else ""),
+        "per_partition": MetadataValue.md("\n".join(lines)),
+    }
+
+
+def _finish(
+    context: AssetExecutionContext, outcomes: Sequence[PartitionOutcome], other: str
+) -> MaterializeResult:
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return MaterializeResult(metadata=range_metadata(outcomes))
+    for outcome in outcomes:
+        if outcome.ok:
+            context.log_event(
+                AssetMaterialization(
+                    asset_key=context.asset_key,
+                    partition=multi_key(outcome.day, other, outcome.key),
+                    metadata=outcome_metadata(outcome),
+                )
+            )
+    listing = "\n".join(f"- {o.venue} {o.instrument} {o.day.isoformat()}: {o.error}" for o in failed)
+    raise Failure(
+        description=(
+            f"{len(failed)} of {len(outcomes)} partitions failed "
+            f"({len(outcomes) - len(failed)} succeeded and were recorded):\n{listing}"
+        ),
+        metadata={"failed_partitions": MetadataValue.md(listing)},
+    )

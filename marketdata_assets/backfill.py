@@ -1,0 +1,202 @@
+"""Backfills from the terminal: plan the runs for a date range x symbols, execute them through Dagster.
+
+The runs are real Dagster runs of the code location's implicit asset job, recorded in the configured
+instance (``DAGSTER_HOME``), so they appear in the UI exactly like runs launched there. Planning
+follows the assets' ``BackfillPolicy.single_run()``: one run per venue x symbol (DVOL: x currency)
+covering the whole date range, the same batching a UI backfill gets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from marketdata_assets.frames import symbol_key
+from marketdata_assets.ingest import PartitionOutcome
+from marketdata_assets.settings import LoadedSettings
+
+DEFINITIONS_MODULE = "marketdata_assets.definitions"
+DVOL_VENUE = "deribit"
+
+
+class BackfillError(ValueError):
+    """A backfill request that cannot be planned (unknown venue/symbol, dates outside the partitions)."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One Dagster run: an asset over a date range for one symbol (or DVOL currency)."""
+
+    venue: str
+    asset_path: tuple[str, ...]
+    instrument: str  # unified symbol or currency
+    start: date
+    end: date  # inclusive
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def range_tags(self) -> dict[str, str]:
+        key = symbol_key(self.instrument)
+        if self.venue == DVOL_VENUE:  # dimensions sort by name: currency|date
+            first, last = f"{key}|{self.start.isoformat()}", f"{key}|{self.end.isoformat()}"
+        else:  # date|symbol
+            first, last = f"{self.start.isoformat()}|{key}", f"{self.end.isoformat()}|{key}"
+        return {
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+            "marketdata/launched_by": "marketdata backfill",
+        }
+
+
+@dataclass
+class RunResult:
+    run: PlannedRun
+    run_id: str | None
+    success: bool
+    error: str | None = None
+    outcomes: list[PartitionOutcome] = field(default_factory=list)
+
+
+def latest_closed_day(now: datetime | None = None) -> date:
+    return ((now or datetime.now(UTC)) - timedelta(days=1)).date()
+
+
+def plan_backfill(
+    settings: LoadedSettings,
+    *,
+    venues: Sequence[str] | None = None,
+    symbols: Sequence[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    now: datetime | None = None,
+) -> list[PlannedRun]:
+    """The runs for ``venues`` x ``symbols`` x ``[start, end]`` (all configured ones by default)."""
+    from marketdata_assets.assets.raw import DVOL_RAW_KEY, raw_candles_key
+
+    latest = latest_closed_day(now)
+    end = end or latest
+    start = start or end
+    if start > end:
+        raise BackfillError(f"--start {start} is after --end {end}")
+    if end > latest:
+        raise BackfillError(f"--end {end} is not a closed UTC day yet; the latest closed day is {latest}")
+
+    known = [*settings.venues, *([DVOL_VENUE] if settings.dvol else [])]
+    chosen = list(venues) if venues else known
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        raise BackfillError(f"unknown venue {', '.join(unknown)}; configured: {', '.join(known)}")
+
+    wanted = {symbol_key(s) for s in symbols} if symbols else None
+    matched: set[str] = set()
+    runs: list[PlannedRun] = []
+    for venue in chosen:
+        if venue == DVOL_VENUE:
+            assert settings.dvol is not None
+            first_day, instruments, path = (
+                settings.dvol.start_date,
+                list(settings.dvol.currencies),
+                DVOL_RAW_KEY.path,
+            )
+            if wanted is not None and venues is None:
+                instruments = []  # a symbol filter selects candle symbols; DVOL only when asked by venue
+        else:
+            cfg = settings.venues[venue]
+            first_day, instruments, path = cfg.start_date, list(cfg.symbols), raw_candles_key(venue).path
+            if wanted is not None:
+                instruments = [s for s in instruments if symbol_key(s) in wanted]
+                matched |= {symbol_key(s) for s in instruments}
+        if start < first_day and instruments:
+            raise BackfillError(
+                f"{venue} partitions start on {first_day} (start_date in {settings.path}); got --start {start}"
+            )
+        runs += [PlannedRun(venue, tuple(path), inst, start, end) for inst in instruments]
+    if wanted is not None and wanted - matched:
+        configured = sorted({s for v in settings.venues.values() for s in v.symbols})
+        raise BackfillError(
+            f"symbol {', '.join(sorted(wanted - matched))} is not configured for {', '.join(chosen)}; "
+            f"configured: {', '.join(configured)}"
+        )
+    if not runs:
+        raise BackfillError("nothing to backfill for that selection")
+    return runs
+
+
+def execute_runs(
+    runs: Sequence[PlannedRun],
+    *,
+    instance=None,  # noqa: ANN001 - DagsterInstance; the configured one by default
+    on_partition: Callable[[PartitionOutcome], None] | None = None,
+    parallel_venues: bool = True,
+) -> list[RunResult]:
+    """Execute the planned runs in this process; venues in parallel threads, one venue's runs in order."""
+    from dagster import DagsterInstance
+
+    from marketdata_assets import progress
+
+    instance = instance or DagsterInstance.get()
+    by_venue: dict[str, list[PlannedRun]] = {}
+    for run in runs:
+        by_venue.setdefault(run.venue, []).append(run)
+
+    results: list[RunResult] = []
+    lock = threading.Lock()
+    collected: dict[int, list[PartitionOutcome]] = {}
+
+    def listener(outcome: PartitionOutcome) -> None:
+        with lock:
+            collected.setdefault(threading.get_ident(), []).append(outcome)
+        if on_partition is not None:
+            on_partition(outcome)
+
+    def run_venue(venue_runs: list[PlannedRun]) -> list[RunResult]:
+        out = []
+        for planned in venue_runs:
+            collected[threading.get_ident()] = []
+            result = _execute_one(planned, instance)
+            result.outcomes = list(collected.get(threading.get_ident(), []))
+            out.append(result)
+        return out
+
+    with progress.listening(listener):
+        if parallel_venues and len(by_venue) > 1:
+            with ThreadPoolExecutor(max_workers=len(by_venue), thread_name_prefix="backfill") as pool:
+                for venue_results in pool.map(run_venue, by_venue.values()):
+                    results.extend(venue_results)
+        else:
+            for venue_runs in by_venue.values():
+                results.extend(run_venue(venue_runs))
+    return results
+
+
+def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
+    from dagster import AssetKey, execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+
+    from marketdata_assets.definitions import defs
+
+    key = AssetKey(list(planned.asset_path))
+    job_def = defs.get_repository_def().get_implicit_job_def_for_assets([key])
+    assert job_def is not None, f"no implicit job holds {key.to_user_string()}"
+    recon_repo = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs")
+    recon_job = ReconstructableJob(repository=recon_repo, job_name=job_def.name)
+    try:
+        result = execute_job(
+            job=recon_job,
+            instance=instance,
+            asset_selection=[key],
+            tags=planned.range_tags(),
+            raise_on_error=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - a run that cannot start is reported like a failed one
+        return RunResult(planned, None, False, f"{type(exc).__name__}: {exc}")
+    error = None
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+    return RunResult(planned, result.run_id, result.success, error)

@@ -1,0 +1,210 @@
+"""``marketdata``: the terminal entry point.
+
+    marketdata backfill [--venue binance,bybit] [--symbols BTC/USDT,ETH/USDT] [--start 2024-01-01] [--end 2024-01-31]
+
+Materialises the raw assets for those partitions through Dagster against the configured instance
+(``DAGSTER_HOME``; the runs appear in the UI), shows a progress bar, ends with a summary table, and
+exits non-zero when any partition failed, naming them. Dates are UTC days, both ends inclusive;
+both default to yesterday (the latest closed day).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import TextIO
+
+from marketdata_assets.settings import PROJECT_DIR, SettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marketdata", description="marketdata_assets command line")
+    sub = parser.add_subparsers(dest="command")
+    backfill = sub.add_parser(
+        "backfill",
+        help="materialise raw partitions for a date range x symbols through Dagster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backfill.add_argument(
+        "--venue", "--venues", dest="venues", help="comma list: binance,bybit,okx,deribit (default: all)"
+    )
+    backfill.add_argument(
+        "--symbols", help="comma list of unified symbols, e.g. BTC/USDT,ETH/USDT (default: all)"
+    )
+    backfill.add_argument("--start", type=_day, help="first UTC day, YYYY-MM-DD (default: --end)")
+    backfill.add_argument("--end", type=_day, help="last UTC day, inclusive (default: yesterday)")
+    backfill.add_argument("--config", help="settings file (default: config/$MARKETDATA_ENV.yaml)")
+    backfill.add_argument(
+        "--sequential", action="store_true", help="one venue at a time instead of in parallel"
+    )
+    backfill.set_defaults(handler=_backfill)
+    return parser
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    if args.config:
+        os.environ["MARKETDATA_CONFIG"] = str(Path(args.config).resolve())
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
+    from marketdata_assets.backfill import BackfillError, execute_runs, plan_backfill
+    from marketdata_assets.settings import load_settings
+
+    try:
+        settings = load_settings()
+        runs = plan_backfill(
+            settings, venues=_split(args.venues), symbols=_split(args.symbols), start=args.start, end=args.end
+        )
+    except (SettingsError, BackfillError) as exc:
+        print(f"marketdata backfill: {exc}", file=err)
+        return EXIT_USAGE
+
+    total = sum(r.days for r in runs)
+    print(
+        f"Backfilling {total} partitions in {len(runs)} runs ({settings.environment} settings, "
+        f"{runs[0].start} .. {runs[0].end}) into {settings.storage_root}",
+        file=out,
+    )
+    print(f"Dagster instance: {os.environ['DAGSTER_HOME']}", file=out)
+    bar = ProgressBar(total, err)
+    results = execute_runs(runs, on_partition=bar.update, parallel_venues=not args.sequential)
+    bar.finish()
+    print(summary_table(results), file=out)
+    failed = [o for r in results for o in r.outcomes if not o.ok]
+    broken_runs = [r for r in results if not r.success and not any(not o.ok for o in r.outcomes)]
+    if failed or broken_runs:
+        print(f"\n{len(failed)} partition(s) failed:", file=out)
+        for o in failed:
+            print(f"  {o.venue} {o.instrument} {o.day}: {o.error}", file=out)
+        for r in broken_runs:
+            print(
+                f"  run {r.run_id or '(not started)'} for {r.run.venue} {r.run.instrument} failed: {r.error}",
+                file=out,
+            )
+        return EXIT_FAILED
+    print(f"\nAll {total} partitions materialised. Files under {settings.storage_root}", file=out)
+    return EXIT_OK
+
+
+class ProgressBar:
+    """A one-line progress bar: partitions done, rows, failures and ETA (redrawn in place on a TTY)."""
+
+    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
+        self.total, self.stream, self.width = total, stream, width
+        self.done = self.rows = self.failed = 0
+        self.started = time.monotonic()
+        self.tty = stream.isatty()
+        self._lock = threading.Lock()
+        self._last_line = 0.0
+
+    def update(self, outcome) -> None:  # noqa: ANN001 - PartitionOutcome
+        with self._lock:
+            self.done += 1
+            self.rows += outcome.rows
+            self.failed += 0 if outcome.ok else 1
+            now = time.monotonic()
+            # On a TTY redraw every partition; in a log, print at most every 2 seconds and at the end.
+            if self.tty or now - self._last_line >= 2 or self.done == self.total:
+                self._last_line = now
+                self._draw(final=False)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._draw(final=True)
+
+    def line(self) -> str:
+        frac = self.done / self.total if self.total else 1.0
+        filled = int(frac * self.width)
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        return (
+            f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} partitions  "
+            f"{self.rows:,} rows  {self.failed} failed  elapsed {_clock(elapsed)}  ETA {_clock(eta)}"
+        )
+
+    def _draw(self, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + self.line() + ("\n" if final else ""))
+        elif not final or self.done != self.total:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def summary_table(results) -> str:  # noqa: ANN001 - Sequence[RunResult]
+    """Per venue x instrument: partitions ok/failed, rows, missing minutes, duplicates, requests, retries."""
+    header = (
+        "venue",
+        "symbol",
+        "days",
+        "ok",
+        "failed",
+        "rows",
+        "missing min",
+        "dupes",
+        "requests",
+        "retries",
+        "run",
+    )
+    rows = []
+    for result in results:
+        outs = result.outcomes
+        ok = [o for o in outs if o.ok]
+        rows.append(
+            (
+                result.run.venue,
+                result.run.instrument,
+                str(result.run.days),
+                str(len(ok)),
+                str(result.run.days - len(ok)),
+                f"{sum(o.rows for o in outs):,}",
+                f"{sum(o.missing_minutes for o in ok):,}",
+                str(sum(o.duplicates for o in outs)),
+                str(sum(o.requests for o in outs)),
+                str(sum(o.retries for o in outs)),
+                (result.run_id or "-")[:8],
+            )
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
