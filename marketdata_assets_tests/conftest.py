@@ -1,0 +1,45 @@
+"""Top-level pytest fixtures: the local exchange simulator on an ephemeral loopback port.
+
+* ``simulator``: a fresh server per test, rate limits ON with the venues' real numbers.
+* ``make_simulator(**config)``: a factory for servers with a custom
+  :class:`~marketdata_assets.simulator.SimulatorConfig` (``seed``, ``limit_scale``, ``clock``, ``faults``,
+  ``replay``...); every server it makes is stopped after the test.
+* ``shared_simulator``: one server for the whole session, for read-only tests (limits OFF so the
+  order tests run in cannot trip a limit; do not add faults to it).
+
+Each server exposes ``.url``, ``.venue_base_url(venue)``, ``.stats()`` and the fault API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from marketdata_assets.simulator import SimulatorConfig, SimulatorServer
+
+
+@pytest.fixture
+def make_simulator() -> Iterator[Callable[..., SimulatorServer]]:
+    servers: list[SimulatorServer] = []
+
+    def factory(**config: Any) -> SimulatorServer:
+        server = SimulatorServer(SimulatorConfig(**config)).start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def simulator(make_simulator: Callable[..., SimulatorServer]) -> SimulatorServer:
+    return make_simulator()
+
+
+@pytest.fixture(scope="session")
+def shared_simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer(SimulatorConfig(seed=0, limits_enabled=False)) as server:
+        yield server
