@@ -1,0 +1,23 @@
+"""Storage: Parquet layout, atomic writes, compaction and the DuckDB catalog over the files.
+
+Everything goes through a :class:`~marketdata_assets.storage.root.StorageRoot` (a pyarrow FileSystem
+plus a base path: a local directory, ``file://`` or ``s3://``). Layout under the root::
+
+    _root.json                                              synthetic/real claim (StorageRoot.claim)
+    _locks/...                                              flock files of month rewrites (local roots)
+    raw/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/data.parquet        one file per fetched day
+    raw/dvol/currency=C/date=YYYY-MM-DD/data.parquet
+    quarantine/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/data.parquet rows that failed validation
+    candles/timeframe=T/exchange=X/symbol=Y/month=YYYY-MM/data.parquet   served, one file per month
+    dvol/timeframe=T/currency=C/month=YYYY-MM/data.parquet
+    gaps/exchange=X/symbol=Y/month=YYYY-MM/data.parquet
+
+Modules: :mod:`.root` (paths and validation, locks), :mod:`.atomic` (temp-then-move deterministic
+Parquet writes), :mod:`.schemas` (Arrow schemas), :mod:`.raw` (day files), :mod:`.served` (month
+files: read-modify-write per day), :mod:`.compaction` (repair leftovers), :mod:`.catalog` (DuckDB).
+"""
+
+from marketdata_assets.storage.atomic import WriteInfo
+from marketdata_assets.storage.root import InvalidNameError, StorageRoot, StorageRootError
+
+__all__ = ["InvalidNameError", "StorageRoot", "StorageRootError", "WriteInfo"]

@@ -1,0 +1,140 @@
+"""Atomic, deterministic Parquet writes, and the frame -> Arrow conversion with an explicit schema.
+
+A write goes to ``.tmp-<uuid>.tmp`` in the target's directory and is then moved over the final
+name (``fs.move``: a ``rename`` on local disks, so readers see the old file or the new one, never a
+half-written one). The name keeps the temporary file out of every reader's view: the leading dot
+hides it from pyarrow/pandas/Spark directory discovery, and the ``.tmp`` suffix from ``*.parquet``
+globs (DuckDB's and Polars' globs do match dot-files, so a ``.tmp-*.parquet`` name would be read). A crash that kills the process before the move leaves a ``.tmp-*`` file behind, which
+:func:`marketdata_assets.storage.compaction.remove_stale_tmp` deletes later.
+
+The writer settings are fixed (zstd level 3, fixed row-group size, statistics on, no pandas metadata,
+no index, Arrow schema stored), and Parquet footers carry no timestamps, so writing identical rows
+twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+TMP_PREFIX = ".tmp-"
+# One week of 1-minute candles per row group: a month file has ~5 groups, so a timestamp filter
+# inside a month skips most of the file via row-group statistics.
+ROW_GROUP_SIZE = 10_080
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class WriteInfo:
+    """One committed file: where (a local path or an object-store URI), how many rows, how many bytes."""
+
+    path: str
+    rows: int
+    bytes: int
+
+
+def tmp_path_for(path: str) -> str:
+    """A fresh temporary name beside ``path`` (same directory, so the final move is a rename)."""
+    return posixpath.join(posixpath.dirname(path), f"{TMP_PREFIX}{uuid.uuid4().hex}.tmp")
+
+
+def is_tmp_name(name: str) -> bool:
+    return posixpath.basename(name).startswith(TMP_PREFIX)
+
+
+def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> int:
+    """Write ``table`` to ``path`` atomically; returns the file size in bytes.
+
+    On any error the temporary file is removed and ``path`` keeps its previous content.
+    """
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    tmp = tmp_path_for(path)
+    try:
+        with fs.open_output_stream(tmp) as sink:
+            _write_parquet(table, sink)
+        size = fs.get_file_info(tmp).size
+        fs.move(tmp, path)
+    except BaseException:
+        _remove_quietly(fs, tmp)
+        raise
+    return int(size)
+
+
+def write_bytes_atomic(fs: pafs.FileSystem, path: str, payload: bytes) -> None:
+    """Small non-Parquet files (e.g. the root's claim marker), same temp-then-move discipline."""
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    tmp = tmp_path_for(path)
+    try:
+        with fs.open_output_stream(tmp) as sink:
+            sink.write(payload)
+        fs.move(tmp, path)
+    except BaseException:
+        _remove_quietly(fs, tmp)
+        raise
+
+
+def _write_parquet(table: pa.Table, sink: pa.NativeFile) -> None:
+    pq.write_table(
+        table,
+        sink,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        row_group_size=ROW_GROUP_SIZE,
+        write_statistics=True,
+        store_schema=True,
+        version="2.6",
+        data_page_version="1.0",
+    )
+
+
+def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_file(path)
+    except OSError:
+        pass
+
+
+def read_table(fs: pafs.FileSystem, path: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Read one Parquet file (no Hive inference: partition columns live in the path, not the file)."""
+    with fs.open_input_file(path) as source:
+        table = pq.read_table(source, schema=schema)
+    return table
+
+
+def table_from_frame(frame: pd.DataFrame, schema: pa.Schema, *, what: str) -> pa.Table:
+    """``frame`` as an Arrow table with exactly ``schema`` (column order, types), metadata-free.
+
+    Missing or unexpected columns, naive timestamps and lossy casts (e.g. sub-millisecond timestamps,
+    fractional counts) raise :class:`ValueError` naming ``what``.
+    """
+    names = list(schema.names)
+    missing = [n for n in names if n not in frame.columns]
+    extra = [c for c in frame.columns if c not in names]
+    if missing or extra:
+        raise ValueError(
+            f"{what}: columns do not match the schema ({', '.join(names)}); "
+            f"missing: {missing or 'none'}, unexpected: {extra or 'none'}"
+        )
+    for f in schema:
+        if pa.types.is_timestamp(f.type) and not isinstance(frame[f.name].dtype, pd.DatetimeTZDtype):
+            raise ValueError(
+                f"{what}: column {f.name!r} has dtype {frame[f.name].dtype}; expected tz-aware UTC timestamps"
+            )
+    try:
+        table = pa.Table.from_pandas(frame[names], schema=schema, preserve_index=False, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: cannot convert to the storage schema: {exc}") from None
+    return table.replace_schema_metadata(None)
+
+
+def frame_from_table(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas, keeping ``timestamp[ms, UTC]`` as ``datetime64[ms, UTC]``."""
+    return table.to_pandas(types_mapper=None, coerce_temporal_nanoseconds=False)

@@ -1,0 +1,230 @@
+"""The served layer: one file per month, day replacement, idempotence, concurrency, Hive readability."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from marketdata_assets.storage.root import StorageRoot
+from marketdata_assets.storage.served import (
+    CANDLES,
+    candle_keys,
+    months_for_range,
+    read_gaps,
+    read_served_candles,
+    read_served_dvol,
+    write_gap_days,
+    write_served_days,
+    write_served_dvol_days,
+)
+from marketdata_assets_tests.storage.helpers import (
+    dvol_points,
+    gap_rows,
+    hourly_candles,
+    minute_candles,
+    write_days_in_process,
+)
+
+JAN = [date(2024, 1, d) for d in range(1, 32)]
+
+
+def _month_file(tmp_path, timeframe="1m", exchange="binance", symbol="BTCUSDT", month="2024-01"):
+    return (
+        tmp_path
+        / f"candles/timeframe={timeframe}/exchange={exchange}/symbol={symbol}/month={month}/data.parquet"
+    )
+
+
+def test_days_of_one_month_share_one_file(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    days = [date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1)]
+    infos = write_served_days(root, "1m", "binance", "BTCUSDT", {d: minute_candles(d) for d in days})
+    assert [i.rows for i in infos] == [2880, 1440]
+    assert sorted(
+        p.relative_to(tmp_path).as_posix() for p in tmp_path.joinpath("candles").rglob("*.parquet")
+    ) == [
+        "candles/timeframe=1m/exchange=binance/symbol=BTCUSDT/month=2024-01/data.parquet",
+        "candles/timeframe=1m/exchange=binance/symbol=BTCUSDT/month=2024-02/data.parquet",
+    ]
+    frame = pq.read_table(_month_file(tmp_path)).to_pandas()
+    assert frame["timestamp"].is_monotonic_increasing
+    assert frame[["n_minutes", "expected_minutes", "complete"]].drop_duplicates().values.tolist() == [
+        [1, 1, True]
+    ]
+    assert str(frame["n_minutes"].dtype) == "int16"
+
+
+def test_writing_a_day_replaces_only_that_day(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    write_served_days(root, "1m", "binance", "BTCUSDT", {d: minute_candles(d, base=1.0) for d in JAN[:3]})
+    revised = minute_candles(JAN[1], base=9.0, skip=tuple(range(100)))
+    write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[1]: revised})
+    stored = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    assert len(stored) == 1440 * 3 - 100
+    by_day = stored.groupby(stored["timestamp"].dt.date)["open"].min()
+    assert by_day[JAN[0]] < 2 and by_day[JAN[1]] > 9 and by_day[JAN[2]] < 2
+    # an empty frame clears its day; clearing every day removes the month file
+    write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[1]: revised.iloc[:0]})
+    assert len(read_served_candles(root, "1m", "binance", "BTCUSDT")) == 2880
+    infos = write_served_days(root, "1m", "binance", "BTCUSDT", {d: pd.DataFrame() for d in JAN[:3]})
+    assert infos[0].rows == 0 and not _month_file(tmp_path).exists()
+
+
+def test_rewriting_the_same_days_is_byte_identical(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    days = {d: hourly_candles(d, incomplete_hours=(3,)) for d in JAN[:10]}
+    write_served_days(root, "1h", "okx", "ETHUSDT", days)
+    before = _month_file(tmp_path, "1h", "okx", "ETHUSDT").read_bytes()
+    write_served_days(root, "1h", "okx", "ETHUSDT", days)
+    write_served_days(root, "1h", "okx", "ETHUSDT", {JAN[4]: days[JAN[4]]})
+    assert _month_file(tmp_path, "1h", "okx", "ETHUSDT").read_bytes() == before
+    # the same month built day by day in another order gives the same bytes too
+    other = StorageRoot.from_uri(tmp_path / "other")
+    for day in reversed(JAN[:10]):
+        write_served_days(other, "1h", "okx", "ETHUSDT", {day: days[day]})
+    assert _month_file(tmp_path / "other", "1h", "okx", "ETHUSDT").read_bytes() == before
+
+
+def test_frames_must_fit_their_day_and_be_unique(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    with pytest.raises(ValueError, match="belong to another UTC day"):
+        write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[0]: minute_candles(JAN[1])})
+    doubled = pd.concat([minute_candles(JAN[0]), minute_candles(JAN[0]).iloc[:1]])
+    with pytest.raises(ValueError, match="share timestamp"):
+        write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[0]: doubled})
+    with pytest.raises(ValueError, match="missing: \\['n_minutes', 'expected_minutes', 'complete'\\]"):
+        write_served_days(root, "1h", "binance", "BTCUSDT", {JAN[0]: hourly_candles(JAN[0]).iloc[:, :6]})
+    with pytest.raises(ValueError, match="column 'symbol' holds 'ETHUSDT'"):
+        write_served_days(
+            root, "1m", "binance", "BTCUSDT", {JAN[0]: minute_candles(JAN[0]).assign(symbol="ETH/USDT")}
+        )
+    assert not list(tmp_path.rglob("*.parquet"))
+    # a matching partition column is accepted and kept out of the file
+    write_served_days(
+        root, "1m", "binance", "BTCUSDT", {JAN[0]: minute_candles(JAN[0]).assign(symbol="BTC/USDT")}
+    )
+    assert "symbol" not in pq.read_schema(_month_file(tmp_path)).names
+
+
+def test_concurrent_threads_writing_days_of_one_month_lose_nothing(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def writer(days):
+        try:
+            barrier.wait()
+            for day in days:
+                write_served_days(root, "1m", "binance", "BTCUSDT", {day: minute_candles(day, base=day.day)})
+        except Exception as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(JAN[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    stored = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    assert len(stored) == 31 * 1440
+    assert stored["timestamp"].is_unique and stored["timestamp"].is_monotonic_increasing
+
+
+def test_concurrent_processes_writing_days_of_one_month_lose_nothing(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    chunks = [JAN[i::3] for i in range(3)]
+    with context.Pool(3) as pool:
+        written = pool.starmap(write_days_in_process, [(str(tmp_path), chunk) for chunk in chunks])
+    assert sum(written) == 31
+    stored = read_served_candles(StorageRoot.from_uri(tmp_path), "1m", "binance", "BTCUSDT")
+    assert len(stored) == 31 * 1440
+    assert sorted(stored["timestamp"].dt.date.unique()) == JAN
+    assert (tmp_path / "_locks").is_dir()  # the flock files live beside the data, not in it
+
+
+def test_range_reads_are_start_inclusive_end_exclusive_across_months(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    days = [date(2024, 1, 31), date(2024, 2, 1), date(2024, 2, 29), date(2024, 3, 1)]
+    write_served_days(root, "1h", "bybit", "BTCUSDT", {d: hourly_candles(d) for d in days})
+    got = read_served_candles(
+        root, "1h", "bybit", "BTCUSDT", pd.Timestamp("2024-01-31T23:00Z"), pd.Timestamp("2024-03-01T01:00Z")
+    )
+    assert got["timestamp"].iloc[0] == pd.Timestamp("2024-01-31T23:00Z")
+    assert got["timestamp"].iloc[-1] == pd.Timestamp("2024-03-01T00:00Z")
+    assert len(got) == 1 + 24 + 24 + 1
+    assert months_for_range(pd.Timestamp("2024-01-31T23:00Z"), pd.Timestamp("2024-03-01T00:00Z")) == [
+        "2024-01",
+        "2024-02",
+    ]
+    assert months_for_range(pd.Timestamp("2024-12-15T00:00Z"), pd.Timestamp("2025-01-01T00:00:00.001Z")) == [
+        "2024-12",
+        "2025-01",
+    ]
+
+
+def test_dvol_and_gaps_use_the_same_monthly_mechanism(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    write_served_dvol_days(root, "1h", "BTC", {d: dvol_points(d).assign(filled=False) for d in JAN[:2]})
+    write_served_dvol_days(root, "1h", "BTC", {JAN[0]: dvol_points(JAN[0], base=70.0).assign(filled=True)})
+    dvol = read_served_dvol(root, "1h", "BTC")
+    assert len(dvol) == 48 and dvol["filled"].sum() == 24 and dvol["open"].iloc[0] == 70.0
+    assert (tmp_path / "dvol/timeframe=1h/currency=BTC/month=2024-01/data.parquet").is_file()
+
+    write_gap_days(
+        root, "binance", "BTCUSDT", {JAN[0]: gap_rows(JAN[0], 10, 300), JAN[1]: gap_rows(JAN[1], 5)}
+    )
+    write_gap_days(root, "binance", "BTCUSDT", {JAN[0]: gap_rows(JAN[0], 20).assign(symbol="BTC/USDT")})
+    gaps = read_gaps(root, "binance", "BTCUSDT")
+    assert gaps[["day", "minutes"]].values.tolist() == [[JAN[0], 5], [JAN[1], 5]]
+    assert gaps["start"].iloc[0] == pd.Timestamp("2024-01-01T00:20Z")
+    assert set(gaps.columns) >= {"venue", "symbol", "exchange", "start", "end", "minutes", "kind", "day"}
+    write_gap_days(root, "binance", "BTCUSDT", {JAN[0]: gap_rows(JAN[0]), JAN[1]: gap_rows(JAN[1])})
+    assert read_gaps(root, "binance", "BTCUSDT").empty
+    assert not (tmp_path / "gaps/exchange=binance/symbol=BTCUSDT/month=2024-01/data.parquet").exists()
+
+
+def test_hive_layout_is_readable_without_our_code(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    for exchange in ("binance", "bybit"):
+        write_served_days(root, "1m", exchange, "BTCUSDT", {d: minute_candles(d) for d in JAN[:2]})
+        write_served_days(
+            root, "1h", exchange, "ETHUSDT", {d: hourly_candles(d) for d in (JAN[0], date(2024, 2, 1))}
+        )
+    # stray temp files of a crashed writer are invisible to readers
+    (_month_file(tmp_path).parent / ".tmp-0123456789abcdef0123456789abcdef.tmp").write_bytes(b"garbage")
+
+    frame = pd.read_parquet(tmp_path / "candles")
+    assert len(frame) == 2 * 2 * 1440 + 2 * 48
+    assert set(frame["timeframe"].astype(str)) == {"1m", "1h"}
+    assert set(frame["month"].astype(str)) == {"2024-01", "2024-02"}
+    counts = frame.groupby(["exchange", "symbol", "timeframe"], observed=True).size().to_dict()
+    assert counts[("bybit", "ETHUSDT", "1h")] == 48
+
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT exchange, symbol, timeframe, month, count(*) FROM read_parquet('{tmp_path}/candles/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert rows[0] == ("binance", "BTCUSDT", "1m", "2024-01", 2880)
+    assert len(rows) == 6
+
+
+def test_partitions_and_months_are_listed_from_directories(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[0]: minute_candles(JAN[0])})
+    write_served_days(
+        root,
+        "1m",
+        "binance",
+        "BTCUSDT",
+        {JAN[0] + timedelta(days=40): minute_candles(JAN[0] + timedelta(days=40))},
+    )
+    (tmp_path / "candles/timeframe=1m/exchange=bad name").mkdir()
+    assert CANDLES.partitions(root) == [candle_keys("1m", "binance", "BTCUSDT")]
+    assert CANDLES.months(root, candle_keys("1m", "binance", "BTCUSDT")) == ["2024-01", "2024-02"]
