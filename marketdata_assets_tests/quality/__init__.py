@@ -1,0 +1,1 @@
+"""Tests of the pure quality core (schemas, dedupe, quarantine, gaps, continuity)."""
