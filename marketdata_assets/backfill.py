@@ -8,9 +8,12 @@ covering the whole date range, the same batching a UI backfill gets.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -134,44 +137,156 @@ def execute_runs(
     on_partition: Callable[[PartitionOutcome], None] | None = None,
     parallel_venues: bool = True,
 ) -> list[RunResult]:
-    """Execute the planned runs in this process; venues in parallel threads, one venue's runs in order."""
+    """Execute the planned runs; one venue's runs in order, venues in parallel worker processes.
+
+    Parallel venues need separate processes: Dagster reconfigures ``logging`` while it creates a
+    run's log manager, which deadlocks against a run logging in another thread (measured).
+    """
+    venues = list(dict.fromkeys(run.venue for run in runs))
+    if parallel_venues and len(venues) > 1 and instance is None:
+        return _execute_in_workers(runs, venues, on_partition)
+    return _execute_here(runs, instance, on_partition)
+
+
+def _execute_here(runs: Sequence[PlannedRun], instance, on_partition) -> list[RunResult]:  # noqa: ANN001
     from dagster import DagsterInstance
 
     from marketdata_assets import progress
 
     instance = instance or DagsterInstance.get()
-    by_venue: dict[str, list[PlannedRun]] = {}
-    for run in runs:
-        by_venue.setdefault(run.venue, []).append(run)
-
     results: list[RunResult] = []
-    lock = threading.Lock()
-    collected: dict[int, list[PartitionOutcome]] = {}
+    for planned in runs:
+        collected: list[PartitionOutcome] = []
 
-    def listener(outcome: PartitionOutcome) -> None:
-        with lock:
-            collected.setdefault(threading.get_ident(), []).append(outcome)
-        if on_partition is not None:
-            on_partition(outcome)
+        def listener(outcome: PartitionOutcome, collected: list[PartitionOutcome] = collected) -> None:
+            collected.append(outcome)
+            if on_partition is not None:
+                on_partition(outcome)
 
-    def run_venue(venue_runs: list[PlannedRun]) -> list[RunResult]:
-        out = []
-        for planned in venue_runs:
-            collected[threading.get_ident()] = []
+        with progress.listening(listener):
             result = _execute_one(planned, instance)
-            result.outcomes = list(collected.get(threading.get_ident(), []))
-            out.append(result)
-        return out
-
-    with progress.listening(listener):
-        if parallel_venues and len(by_venue) > 1:
-            with ThreadPoolExecutor(max_workers=len(by_venue), thread_name_prefix="backfill") as pool:
-                for venue_results in pool.map(run_venue, by_venue.values()):
-                    results.extend(venue_results)
-        else:
-            for venue_runs in by_venue.values():
-                results.extend(run_venue(venue_runs))
+        result.outcomes = collected
+        results.append(result)
     return results
+
+
+_WIRE_PREFIX = "@@marketdata@@ "
+
+
+def _execute_in_workers(runs, venues, on_partition) -> list[RunResult]:  # noqa: ANN001
+    """One ``python -m marketdata_assets.backfill`` worker per venue; progress comes back as JSON lines."""
+    from dagster import DagsterInstance
+
+    # Open the instance once first: on a fresh DAGSTER_HOME that creates the SQLite schema, which
+    # several workers creating at the same moment would race on ("table ... already exists").
+    DagsterInstance.get().dispose()
+    procs = {}
+    for venue in venues:
+        payload = json.dumps([_run_to_json(r) for r in runs if r.venue == venue])
+        procs[venue] = subprocess.Popen(
+            [sys.executable, "-m", "marketdata_assets.backfill", payload],
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+    results: dict[str, list[RunResult]] = {venue: [] for venue in venues}
+    lock = threading.Lock()
+
+    def pump(venue: str) -> None:
+        proc = procs[venue]
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not line.startswith(_WIRE_PREFIX):
+                sys.stdout.write(line)
+                continue
+            message = json.loads(line[len(_WIRE_PREFIX) :])
+            if "outcome" in message and on_partition is not None:
+                with lock:
+                    on_partition(_outcome_from_json(message["outcome"]))
+            elif "result" in message:
+                results[venue].append(_result_from_json(message["result"]))
+        proc.wait()
+
+    threads = [threading.Thread(target=pump, args=(v,), daemon=True) for v in venues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ordered: list[RunResult] = []
+    for venue in venues:
+        planned = [r for r in runs if r.venue == venue]
+        done = results[venue]
+        ordered += done
+        code = procs[venue].returncode
+        for missing in planned[len(done) :]:  # a worker that died before reporting these runs
+            ordered.append(
+                RunResult(missing, None, False, f"backfill worker for {venue} exited with status {code}")
+            )
+    return ordered
+
+
+def quiet_dagster_warnings() -> None:
+    """Beta/preview warnings about our own definitions are for developers, not backfill users."""
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+
+
+def _worker(payload: str) -> int:
+    quiet_dagster_warnings()
+    runs = [_run_from_json(item) for item in json.loads(payload)]
+
+    def emit(message: dict) -> None:
+        sys.stdout.write(_WIRE_PREFIX + json.dumps(message, default=str) + "\n")
+        sys.stdout.flush()
+
+    for result in _execute_here(runs, None, lambda outcome: emit({"outcome": outcome.as_row()})):
+        emit({"result": _result_to_json(result)})
+    return 0
+
+
+def _run_to_json(run: PlannedRun) -> dict:
+    return {**dataclasses.asdict(run), "start": run.start.isoformat(), "end": run.end.isoformat()}
+
+
+def _run_from_json(data: dict) -> PlannedRun:
+    return PlannedRun(
+        data["venue"],
+        tuple(data["asset_path"]),
+        data["instrument"],
+        date.fromisoformat(data["start"]),
+        date.fromisoformat(data["end"]),
+    )
+
+
+def _outcome_from_json(row: dict) -> PartitionOutcome:
+    row = dict(row)
+    row["day"] = date.fromisoformat(row["day"])
+    row["missing_ranges"] = [r for r in row.get("missing_ranges", "").split(", ") if r]
+    return PartitionOutcome(**row)
+
+
+def _result_to_json(result: RunResult) -> dict:
+    return {
+        "run": _run_to_json(result.run),
+        "run_id": result.run_id,
+        "success": result.success,
+        "error": result.error,
+        "outcomes": [o.as_row() for o in result.outcomes],
+    }
+
+
+def _result_from_json(data: dict) -> RunResult:
+    return RunResult(
+        _run_from_json(data["run"]),
+        data["run_id"],
+        data["success"],
+        data["error"],
+        [_outcome_from_json(o) for o in data["outcomes"]],
+    )
 
 
 def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
@@ -191,6 +306,8 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
             instance=instance,
             asset_selection=[key],
             tags=planned.range_tags(),
+            # The terminal shows our progress bar; the full event log still goes to the instance (UI).
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
     except Exception as exc:  # noqa: BLE001 - a run that cannot start is reported like a failed one
@@ -200,3 +317,7 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
         failures = [e for e in result.all_events if e.is_step_failure]
         error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
     return RunResult(planned, result.run_id, result.success, error)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1]))

@@ -74,8 +74,10 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     if args.config:
         os.environ["MARKETDATA_CONFIG"] = str(Path(args.config).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
-    from marketdata_assets.backfill import BackfillError, execute_runs, plan_backfill
+    from marketdata_assets.backfill import BackfillError, execute_runs, plan_backfill, quiet_dagster_warnings
     from marketdata_assets.settings import load_settings
+
+    quiet_dagster_warnings()
 
     try:
         settings = load_settings()

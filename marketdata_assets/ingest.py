@@ -94,20 +94,20 @@ def minute_ranges(timestamps: pd.Series, day: date, limit: int = 20) -> tuple[in
 
 def ingest_candle_days(
     source: DaySource,
-    writer: Callable[[str, date, pd.DataFrame], Any],
+    writer: Callable[[str, date, Any], Any],
     venue: str,
     items: Sequence[tuple[str, date]],
     *,
     progress: ProgressCallback | None = None,
     now: datetime | None = None,
 ) -> list[PartitionOutcome]:
-    """Fetch and store each (unified symbol, day); ``writer(symbol_key, day, frame)`` returns WriteInfo."""
+    """Fetch and store each (unified symbol, day); ``writer(symbol_key, day, fetch_result)`` returns WriteInfo."""
     return _ingest(source, writer, venue, items, progress=progress, now=now, dvol=False)
 
 
 def ingest_dvol_days(
     source: DaySource,
-    writer: Callable[[str, date, pd.DataFrame], Any],
+    writer: Callable[[str, date, Any], Any],
     items: Sequence[tuple[str, date]],
     *,
     progress: ProgressCallback | None = None,
@@ -119,7 +119,7 @@ def ingest_dvol_days(
 
 def _ingest(
     source: DaySource,
-    writer: Callable[[str, date, pd.DataFrame], Any],
+    writer: Callable[[str, date, Any], Any],
     venue: str,
     items: Iterable[tuple[str, date]],
     *,
@@ -135,7 +135,7 @@ def _ingest(
             ensure_closed(day, now)
             result = source.fetch_day(instrument, day)
             _record_fetch(outcome, result, day, dvol=dvol)
-            info = writer(symbol_key(instrument), day, result.frame)
+            info = writer(symbol_key(instrument), day, result)
             outcome.bytes = int(info.bytes)
             outcome.path = str(info.path)
             outcome.ok = True

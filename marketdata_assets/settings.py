@@ -87,7 +87,12 @@ class VenueSettings(_Strict):
         description="Root the venue's native paths append to; None = the real exchange.",
     )
     rate_limit_ms: float = Field(
-        default=250.0, gt=0, description="Minimum spacing between requests of one client, in ms."
+        default=100.0,
+        gt=0,
+        description=(
+            "Minimum spacing between any two requests of one client, in ms; on top of ccxt's "
+            "per-endpoint cost model, which follows the venue's published limits."
+        ),
     )
     timeout_ms: int = Field(default=10_000, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)

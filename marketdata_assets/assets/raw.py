@@ -6,7 +6,6 @@ range records the totals and a per-partition table. When some partitions fail, t
 succeeded are recorded one by one (with their own numbers) and the step fails naming the others.
 """
 
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,7 +77,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
         try:
             outcomes = ingest_candle_days(
                 source,
-                lambda key, day, frame: write_raw_candles(root, venue, key, day, frame),
+                lambda key, day, fetched: write_raw_candles(root, venue, key, day, fetched.frame),
                 venue,
                 items,
                 progress=_progress(context),
@@ -124,7 +123,9 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
         try:
             outcomes = ingest_dvol_days(
                 source,
-                lambda key, day, frame: write_raw_dvol(root, key, day, frame),
+                lambda key, day, fetched: write_raw_dvol(
+                    root, key, day, fetched.frame, resolution_s=fetched.resolution_s
+                ),
                 items,
                 progress=_progress(context),
             )
