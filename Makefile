@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test lint format dev sim demo bench clean-demo
+.PHONY: help install test lint format dev sim demo demo-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,5 +37,5 @@ sim: install  ## the exchange simulator in the foreground on 127.0.0.1:8900
 demo: install  ## the real pipeline end to end, offline, against the simulator
 	$(PY) python -m marketdata_assets.demo
 
-bench: install  ## benchmarks (not part of make test)
-	$(PY) python -m marketdata_assets.bench
+demo-ui: install  ## the Dagster UI over the demo's own instance and synthetic data (after make demo)
+	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo $(PY) dagster dev -w workspace.yaml
