@@ -1,7 +1,9 @@
 # Every target that needs the environment depends on `install`, so each works on a fresh clone.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# uv on PATH, else the uv that `make install` puts in python3's site-packages (run as a module,
+# which works wherever pip installed it).
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
@@ -11,9 +13,9 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 install:  ## bootstrap uv (via pip) if missing, then install the locked dependencies
-	@if ! command -v $(UV) >/dev/null 2>&1; then \
+	@if ! $(UV) --version >/dev/null 2>&1; then \
 		echo "uv not found: installing it with pip"; \
-		python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv; \
+		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv; \
 	fi
 	@$(UV) sync --frozen --quiet
 
