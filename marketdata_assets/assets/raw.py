@@ -60,30 +60,24 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
     )
     def raw_candles(context: AssetExecutionContext) -> MaterializeResult:
         from marketdata_assets.storage.raw import write_raw_candles
-        from marketdata_assets.venues.registry import get_source
 
         items = [
             (cfg.symbol_for_key(symbol), day)
             for symbol, day in (split_key(k, SYMBOL) for k in context.partition_keys)
         ]
         root = _storage_root(settings)
-        source = get_source(
+        outcomes = _ingest_range(
+            context,
             venue,
-            cfg.base_url,
-            rate_limit_ms=cfg.rate_limit_ms,
-            timeout_ms=cfg.timeout_ms,
-            max_retries=cfg.max_retries,
-        )
-        try:
-            outcomes = ingest_candle_days(
+            cfg,
+            lambda source, on_partition: ingest_candle_days(
                 source,
                 lambda key, day, fetched: write_raw_candles(root, venue, key, day, fetched.frame),
                 venue,
                 items,
-                progress=_progress(context),
-            )
-        finally:
-            _close(source)
+                progress=on_partition,
+            ),
+        )
         return _finish(context, outcomes, SYMBOL)
 
     return raw_candles
@@ -108,29 +102,23 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
     )
     def dvol_raw(context: AssetExecutionContext) -> MaterializeResult:
         from marketdata_assets.storage.raw import write_raw_dvol
-        from marketdata_assets.venues.registry import get_source
 
         items = [split_key(k, CURRENCY) for k in context.partition_keys]
         root = _storage_root(settings)
-        source = get_source(
+        outcomes = _ingest_range(
+            context,
             "deribit",
-            cfg.base_url,
-            rate_limit_ms=cfg.rate_limit_ms,
-            timeout_ms=cfg.timeout_ms,
-            max_retries=cfg.max_retries,
-            minute_history_days=cfg.minute_history_days,
-        )
-        try:
-            outcomes = ingest_dvol_days(
+            cfg,
+            lambda source, on_partition: ingest_dvol_days(
                 source,
                 lambda key, day, fetched: write_raw_dvol(
                     root, key, day, fetched.frame, resolution_s=fetched.resolution_s
                 ),
                 items,
-                progress=_progress(context),
-            )
-        finally:
-            _close(source)
+                progress=on_partition,
+            ),
+            minute_history_days=cfg.minute_history_days,
+        )
         return _finish(context, outcomes, CURRENCY)
 
     return dvol_raw
@@ -144,10 +132,26 @@ def _storage_root(settings: LoadedSettings) -> Any:
     return root
 
 
-def _close(source: Any) -> None:
-    close = getattr(source, "close", None)
-    if callable(close):
-        close()
+def _ingest_range(
+    context: AssetExecutionContext, venue: str, cfg: Any, ingest: Any, **source_kwargs: Any
+) -> list:
+    """One client for the venue for the whole run; ``ingest(source, on_partition)`` does the work."""
+    from marketdata_assets.venues.registry import get_source
+
+    source = get_source(
+        venue,
+        cfg.base_url,
+        rate_limit_ms=cfg.rate_limit_ms,
+        timeout_ms=cfg.timeout_ms,
+        max_retries=cfg.max_retries,
+        **source_kwargs,
+    )
+    try:
+        return ingest(source, _progress(context))
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
 
 
 def _progress(context: AssetExecutionContext):  # noqa: ANN202
