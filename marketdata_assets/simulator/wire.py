@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -122,3 +122,21 @@ def first_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     for key, value in pairs:
         out.setdefault(key, value)
     return out
+
+
+def route(path: str, prefix: str, endpoints: Iterable[str]) -> str | None:
+    """The endpoint name of ``path`` when it is ``prefix`` + one of ``endpoints``, else None."""
+    if path.startswith(prefix) and path[len(prefix) :] in endpoints:
+        return path[len(prefix) :]
+    return None
+
+
+def listed_ids(sim: Simulator, venue: str, venue_id: Callable[[str], str]) -> dict[str, str]:
+    """Venue-native id (``BTCUSDT``, ``BTC-USDT``) -> unified symbol, for every symbol the venue lists."""
+    return {venue_id(listing.symbol): listing.symbol for listing in sim.listings(venue)}
+
+
+def listed_instrument(listed: dict[str, str], raw: str | None) -> str | None:
+    """The unified symbol a venue-native id names; the id itself when the venue does not list it."""
+    raw = (raw or "").upper()
+    return listed.get(raw, raw or None)

@@ -15,7 +15,17 @@ from marketdata_assets.frames import symbol_key
 
 from ..core import Simulator
 from ..limits import BINANCE_WEIGHT_LIMIT, Decision
-from ..wire import BadParam, Reply, fixed, int_param, json_reply, reorder
+from ..wire import (
+    BadParam,
+    Reply,
+    fixed,
+    int_param,
+    json_reply,
+    listed_ids,
+    listed_instrument,
+    reorder,
+    route,
+)
 
 PREFIX = "/api/v3/"
 ENDPOINTS = ("ping", "time", "exchangeInfo", "klines", "uiKlines")
@@ -39,16 +49,13 @@ class BinanceApi:
     name = "binance"
 
     def endpoint(self, path: str) -> str | None:
-        if path.startswith(PREFIX) and path[len(PREFIX) :] in ENDPOINTS:
-            return path[len(PREFIX) :]
-        return None
-
-    def _symbols(self, sim: Simulator) -> dict[str, str]:
-        return {symbol_key(listing.symbol): listing.symbol for listing in sim.listings(self.name)}
+        return route(path, PREFIX, ENDPOINTS)
 
     def instrument(self, endpoint: str, query: dict[str, str], sim: Simulator) -> str | None:
-        raw = (query.get("symbol") or "").upper()
-        return self._symbols(sim).get(raw, raw or None)
+        return listed_instrument(self._symbols(sim), query.get("symbol"))
+
+    def _symbols(self, sim: Simulator) -> dict[str, str]:
+        return listed_ids(sim, self.name, symbol_key)
 
     def handle(self, endpoint: str, query: dict[str, str], sim: Simulator) -> Reply:
         if endpoint == "ping":

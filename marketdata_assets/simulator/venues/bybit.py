@@ -18,7 +18,18 @@ from marketdata_assets.frames import MINUTE_MS, symbol_key
 
 from ..core import Simulator
 from ..limits import Decision
-from ..wire import BadParam, Reply, int_param, json_reply, reorder, text_reply, trimmed
+from ..wire import (
+    BadParam,
+    Reply,
+    int_param,
+    json_reply,
+    listed_ids,
+    listed_instrument,
+    reorder,
+    route,
+    text_reply,
+    trimmed,
+)
 
 PREFIX = "/v5/market/"
 ENDPOINTS = ("time", "instruments-info", "kline")
@@ -35,16 +46,13 @@ class BybitApi:
     name = "bybit"
 
     def endpoint(self, path: str) -> str | None:
-        if path.startswith(PREFIX) and path[len(PREFIX) :] in ENDPOINTS:
-            return path[len(PREFIX) :]
-        return None
-
-    def _symbols(self, sim: Simulator) -> dict[str, str]:
-        return {symbol_key(listing.symbol): listing.symbol for listing in sim.listings(self.name)}
+        return route(path, PREFIX, ENDPOINTS)
 
     def instrument(self, endpoint: str, query: dict[str, str], sim: Simulator) -> str | None:
-        raw = (query.get("symbol") or "").upper()
-        return self._symbols(sim).get(raw, raw or None)
+        return listed_instrument(self._symbols(sim), query.get("symbol"))
+
+    def _symbols(self, sim: Simulator) -> dict[str, str]:
+        return listed_ids(sim, self.name, symbol_key)
 
     def envelope(self, sim: Simulator, result: Any, code: int = 0, msg: str = "OK") -> dict[str, Any]:
         return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": sim.now_ms()}

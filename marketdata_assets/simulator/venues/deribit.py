@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core import Simulator
 from ..limits import Decision
-from ..wire import BadParam, Reply, int_param, json_reply, reorder
+from ..wire import BadParam, Reply, int_param, json_reply, reorder, route
 
 PREFIX = "/api/v2/public/"
 ENDPOINTS = ("get_volatility_index_data", "get_time", "test")
@@ -31,9 +31,7 @@ class DeribitApi:
     name = "deribit"
 
     def endpoint(self, path: str) -> str | None:
-        if path.startswith(PREFIX) and path[len(PREFIX) :] in ENDPOINTS:
-            return path[len(PREFIX) :]
-        return None
+        return route(path, PREFIX, ENDPOINTS)
 
     def instrument(self, endpoint: str, query: dict[str, str], sim: Simulator) -> str | None:
         return (query.get("currency") or "").upper() or None

@@ -20,7 +20,17 @@ from marketdata_assets.frames import MINUTE_MS
 
 from ..core import Simulator
 from ..limits import Decision
-from ..wire import BadParam, Reply, int_param, json_reply, reorder, text_reply, trimmed
+from ..wire import (
+    BadParam,
+    Reply,
+    int_param,
+    json_reply,
+    listed_ids,
+    listed_instrument,
+    reorder,
+    text_reply,
+    trimmed,
+)
 
 ENDPOINT_PATHS = {
     "/api/v5/public/time": "time",
@@ -51,12 +61,11 @@ class OkxApi:
     def endpoint(self, path: str) -> str | None:
         return ENDPOINT_PATHS.get(path)
 
-    def _symbols(self, sim: Simulator) -> dict[str, str]:
-        return {inst_id(listing.symbol): listing.symbol for listing in sim.listings(self.name)}
-
     def instrument(self, endpoint: str, query: dict[str, str], sim: Simulator) -> str | None:
-        raw = (query.get("instId") or "").upper()
-        return self._symbols(sim).get(raw, raw or None)
+        return listed_instrument(self._symbols(sim), query.get("instId"))
+
+    def _symbols(self, sim: Simulator) -> dict[str, str]:
+        return listed_ids(sim, self.name, inst_id)
 
     def handle(self, endpoint: str, query: dict[str, str], sim: Simulator) -> Reply:
         if endpoint == "time":
