@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -17,6 +17,9 @@ VENUES = ("binance", "bybit", "okx", "deribit")
 CANDLE_VENUES = ("binance", "bybit", "okx")
 DVOL_CURRENCIES = ("BTC", "ETH")
 DVOL_FIRST_DAY = date(2021, 3, 24)
+# What an instrument's metadata says about it. Each venue serves these in its own words (Binance
+# TRADING/HALT/BREAK, Bybit Trading/PreLaunch/Closed, OKX live/suspend, a delisted OKX pair is gone).
+INSTRUMENT_STATUSES = ("trading", "halted", "delisted")
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,11 @@ class SimulatorConfig:
     * ``faults``: :class:`~marketdata_assets.simulator.faults.Fault` objects or spec strings.
     * ``outages``: :class:`Outage` windows (data gaps) known from the start.
     * ``dvol_minute_history_days``: how far back 1-minute DVOL reaches (None: to 2021-03-24).
+    * ``instrument_status``: what the venues' market metadata says about a symbol, by
+      ``"venue:SYMBOL"`` or ``"SYMBOL"`` (every venue): ``trading`` (the default), ``halted`` or
+      ``delisted``, served in each venue's own words; with a venue, a raw venue status is served
+      as given (``{"bybit:SOL/USDT": "Delivering"}``). Candles stay served either way: history
+      outlives a listing.
     """
 
     seed: int = 0
@@ -168,12 +176,28 @@ class SimulatorConfig:
     outages: Sequence[Outage] = ()
     dvol_minute_history_days: int | None = None
     dvol_currencies: tuple[str, ...] = DVOL_CURRENCIES
+    instrument_status: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.limit_scale <= 0 or self.window_scale <= 0 or self.ban_scale <= 0:
             raise ValueError("limit_scale, window_scale and ban_scale must be positive")
         if self.ban_after_strikes < 0:
             raise ValueError("ban_after_strikes must be >= 0")
+        for key, status in self.instrument_status.items():
+            _check_instrument_status(key, status)
+
+    def set_instrument_status(self, key: str, status: str | None) -> None:
+        """Change (``None``: reset to trading) a symbol's status on a running simulator."""
+        if status is None:
+            self.instrument_status.pop(key, None)
+            return
+        _check_instrument_status(key, status)
+        self.instrument_status[key] = status
+
+    def instrument_status_for(self, venue: str, symbol: str) -> str:
+        """``trading``/``halted``/``delisted`` or a raw venue status for ``symbol`` on ``venue``."""
+        statuses = self.instrument_status
+        return statuses.get(f"{venue}:{symbol}", statuses.get(symbol, "trading"))
 
     def replay_sources(self) -> list[ReplaySource]:
         return [r if isinstance(r, ReplaySource) else ReplaySource.parse(str(r)) for r in self.replay]
@@ -186,3 +210,29 @@ class SimulatorConfig:
             rate = self.no_trade_rates.get(f"{venue}:{spec.symbol}", self.no_trade_rates.get(spec.symbol))
             out.append(spec if rate is None else dataclasses.replace(spec, no_trade_rate=float(rate)))
         return out
+
+
+def _check_instrument_status(key: str, status: str) -> None:
+    venue, sep, symbol = key.rpartition(":")
+    if sep and venue not in CANDLE_VENUES:
+        raise ValueError(
+            f"instrument_status key {key!r}: unknown venue {venue!r}; expected one of {', '.join(CANDLE_VENUES)}"
+        )
+    if "/" not in symbol:
+        raise ValueError(f"instrument_status key {key!r}: expected VENUE:BASE/QUOTE or BASE/QUOTE")
+    if not isinstance(status, str) or not status.strip():
+        raise ValueError(f"instrument_status[{key!r}]: expected a status string, got {status!r}")
+    if not sep and status not in INSTRUMENT_STATUSES:
+        raise ValueError(
+            f"instrument_status[{key!r}] = {status!r}: without a venue the status must be one of "
+            f"{', '.join(INSTRUMENT_STATUSES)} (raw venue statuses need VENUE:SYMBOL)"
+        )
+
+
+def served_status(
+    config: SimulatorConfig, venue: str, symbol: str, raw_names: Mapping[str, str | None]
+) -> str | None:
+    """The status a venue serves for ``symbol``: ``raw_names`` turns trading/halted/delisted into the
+    venue's word (``None``: the venue drops the pair from its listing); a raw status passes as is."""
+    status = config.instrument_status_for(venue, symbol)
+    return raw_names.get(status, status)

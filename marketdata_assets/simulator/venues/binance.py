@@ -13,6 +13,7 @@ import json
 
 from marketdata_assets.frames import symbol_key
 
+from ..config import served_status
 from ..core import Simulator
 from ..limits import BINANCE_WEIGHT_LIMIT, Decision
 from ..wire import (
@@ -31,6 +32,8 @@ PREFIX = "/api/v3/"
 ENDPOINTS = ("ping", "time", "exchangeInfo", "klines", "uiKlines")
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
+# exchangeInfo ``status``: Binance keeps a delisted spot pair listed, in BREAK.
+RAW_STATUS = {"trading": "TRADING", "halted": "HALT", "delisted": "BREAK"}
 
 
 def _error(code: int, msg: str, status: int = 400) -> Reply:
@@ -91,7 +94,7 @@ class BinanceApi:
             symbols.append(
                 {
                     "symbol": market_id,
-                    "status": "TRADING",
+                    "status": served_status(sim.config, self.name, listing.symbol, RAW_STATUS),
                     "baseAsset": listing.base,
                     "baseAssetPrecision": 8,
                     "quoteAsset": listing.quote,

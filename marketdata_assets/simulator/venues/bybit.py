@@ -16,6 +16,7 @@ import numpy as np
 
 from marketdata_assets.frames import MINUTE_MS, symbol_key
 
+from ..config import served_status
 from ..core import Simulator
 from ..limits import Decision
 from ..wire import (
@@ -36,6 +37,9 @@ ENDPOINTS = ("time", "instruments-info", "kline")
 CATEGORIES = ("spot", "linear", "inverse", "option")
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
+# instruments-info ``status`` (PreLaunch, Trading, Settling, Delivering, Closed): spot has no halt
+# state of its own, so a halted pair is served as not-yet/no-longer trading, PreLaunch.
+RAW_STATUS = {"trading": "Trading", "halted": "PreLaunch", "delisted": "Closed"}
 
 
 def _num(value: float, decimals: int = 8) -> str:
@@ -88,7 +92,7 @@ class BybitApi:
                         "baseCoin": listing.base,
                         "quoteCoin": listing.quote,
                         "innovation": "0",
-                        "status": "Trading",
+                        "status": served_status(sim.config, self.name, listing.symbol, RAW_STATUS),
                         "marginTrading": "none",
                         "stTag": "0",
                         "lotSizeFilter": {

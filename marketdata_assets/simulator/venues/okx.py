@@ -18,6 +18,7 @@ import numpy as np
 
 from marketdata_assets.frames import MINUTE_MS
 
+from ..config import served_status
 from ..core import Simulator
 from ..limits import Decision
 from ..wire import (
@@ -41,6 +42,8 @@ ENDPOINT_PATHS = {
 LIMITS = {"candles": (100, 300), "history-candles": (100, 100)}
 RECENT_CANDLES = 1440
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
+# public/instruments ``state`` (live, suspend, preopen, test); a delisted pair leaves the list.
+RAW_STATUS = {"trading": "live", "halted": "suspend", "delisted": None}
 
 
 def inst_id(symbol: str) -> str:
@@ -86,6 +89,9 @@ class OkxApi:
             for listing in sim.listings(self.name):
                 if wanted and inst_id(listing.symbol) != wanted:
                     continue
+                state = served_status(sim.config, self.name, listing.symbol, RAW_STATUS)
+                if state is None:
+                    continue
                 data.append(
                     {
                         "alias": "",
@@ -116,7 +122,7 @@ class OkxApi:
                         "quoteCcy": listing.quote,
                         "ruleType": "normal",
                         "settleCcy": "",
-                        "state": "live",
+                        "state": state,
                         "stk": "",
                         "tickSz": _num(listing.tick),
                         "uly": "",
