@@ -127,6 +127,28 @@ class MarketDataClient:
         UTC), rows, incomplete_bins and gap_count (gaps recorded for the exchange/symbol)."""
         return catalog.inventory(self.root)
 
+    def instruments(self, exchange: str | None = None) -> pd.DataFrame:
+        """The instrument reference data of one exchange (or of every stored one, ``exchange=None``):
+        one row per listed spot symbol with exchange, symbol, symbol_key, venue_id, base, quote,
+        tick_size, amount_step, min_amount, min_notional, status (trading/halted/delisted), raw_status,
+        listed_at (UTC, NaT where the venue does not say) and fetched_at. Written by the
+        ``<venue>/instruments`` assets under ``reference/instruments/``."""
+        from marketdata_assets.storage import reference
+
+        stored = reference.instrument_exchanges(self.root)
+        if exchange is None:
+            if not stored:
+                raise MarketDataError(f"no instrument reference data is stored yet at {self.root}")
+            return reference.read_instruments(self.root)
+        venue = _checked(
+            exchange.lower() if isinstance(exchange, str) else exchange, _EXCHANGE_RE, "exchange"
+        )
+        if venue not in stored:
+            raise MarketDataError(
+                f"no instruments for exchange {venue!r} at {self.root}; stored: {', '.join(stored) or 'none'}"
+            )
+        return reference.read_instruments(self.root, venue)
+
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with views ``candles``, ``dvol`` and ``gaps`` over the files
         (no database file, so it never blocks the pipeline). Example::
