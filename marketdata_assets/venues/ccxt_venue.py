@@ -27,6 +27,12 @@ re-read from the page's JSON (``last_json_response``) with the venue's own ``par
 validated, and sorted stably by open time. Duplicates are kept (the quality layer dedupes) and
 counted; rows outside the day and still-open candles (``open_time + 1m > now``) are dropped and
 counted. ccxt is imported when the first source is built, not when this module is.
+
+Rate limits, three layers: ccxt's per-instance throttler (its cost model of the venue's weights),
+our per-process :class:`~.retry.Pacer` (``rate_limit_ms`` floor), and the machine-wide
+:class:`~.limiter.SharedLimiter`: every HTTP request the ccxt client sends (``load_markets``
+included) books its cost in the venue's shared budget just before it goes out, and every
+rate-limit / ban answer blocks the venue for all processes.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from marketdata_assets.venues.base import (
     VenueError,
     describe_error,
 )
+from marketdata_assets.venues.limiter import SharedLimiter, endpoint_of, resolve_limiter
 from marketdata_assets.venues.retry import (
     Failure,
     FailureKind,
@@ -184,7 +191,10 @@ class CcxtCandleSource:
         sleep: Callable[[float], None] = time.sleep,
         page_limit: int | None = None,
         rate_limit_wait_s: float | None = None,
+        shared_limiter: SharedLimiter | bool = True,
     ) -> None:
+        """``shared_limiter``: the machine-wide budget (``True``: the venue's documented limits, see
+        :mod:`~marketdata_assets.venues.limiter`; ``False``: this process paces itself only)."""
         if venue not in WIRES:
             raise ValueError(f"unknown candle venue {venue!r}; expected one of {', '.join(WIRES)}")
         import ccxt  # heavy (~4 s): paid once, when the first source is built
@@ -210,12 +220,14 @@ class CcxtCandleSource:
         self._exchange.enableLastJsonResponse = True
         spacing_ms = rate_limit_ms if rate_limit_ms is not None else float(self._exchange.rateLimit)
         self._pacer = Pacer.shared(f"{venue}|{base_url or 'real'}", spacing_ms / 1000.0)
+        self.limiter = resolve_limiter(shared_limiter, venue, base_url)
         self._markets_loaded = False
         self.market_stats = FetchStats()  # the one-off load_markets() call(s)
         self._last_status: int | None = None
         self._last_headers: Mapping[str, str] | None = None
         self._last_url: str = ""
         self._install_response_hook()
+        self._install_limiter_hook()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -302,6 +314,21 @@ class CcxtCandleSource:
             return original(code, reason, url, method, headers, *rest)
 
         self._exchange.on_rest_response = on_rest_response
+
+    def _install_limiter_hook(self) -> None:
+        """Book every HTTP request in the shared budget right before ccxt sends it (after ccxt's own
+        throttle), so retries, ``load_markets`` and any call ccxt makes on its own are counted."""
+        limiter = self.limiter
+        if limiter is None:
+            return
+        send = self._exchange.fetch
+        max_wait = self.retry.max_ban_wait_s
+
+        def fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+            limiter.acquire(endpoint_of(url), max_block_wait_s=max_wait)
+            return send(url, method, headers, body)
+
+        self._exchange.fetch = fetch
 
     def _ensure_markets(self, symbol: str | None, day: date | None) -> None:
         """Load the venue's markets once; a failure names the symbol/day that needed them."""
@@ -397,6 +424,7 @@ class CcxtCandleSource:
                 sleep=self._sleep,
                 on_retry=on_retry,
                 pacer=self._pacer,
+                limiter=self.limiter,
             )
         except RetryExhausted as exc:
             stats.last_error = self._describe(exc.last_error)

@@ -36,6 +36,7 @@ from marketdata_assets.venues.base import (
     VenueError,
     describe_error,
 )
+from marketdata_assets.venues.limiter import SharedLimiter, endpoint_of, resolve_limiter
 from marketdata_assets.venues.retry import (
     Failure,
     FailureKind,
@@ -131,7 +132,10 @@ class DeribitDvolSource:
         minute_history_days: int = DEFAULT_MINUTE_HISTORY_DAYS,
         fallback_to_hourly: bool = True,
         rate_limit_wait_s: float = 1.0,
+        shared_limiter: SharedLimiter | bool = True,
     ) -> None:
+        """``shared_limiter``: the machine-wide budget (``True``: Deribit's documented limits, see
+        :mod:`~marketdata_assets.venues.limiter`; ``False``: this process paces itself only)."""
         self.base_url = (base_url or DERIBIT_REAL_BASE_URL).rstrip("/")
         self.url = self.base_url + DVOL_PATH
         self.retry = retry or RetryPolicy()
@@ -144,6 +148,8 @@ class DeribitDvolSource:
         self._client = client or httpx.Client(timeout=timeout_ms / 1000.0)
         self._timeout_s = timeout_ms / 1000.0
         self._pacer = Pacer.shared(f"{VENUE}|{self.base_url}", (rate_limit_ms or 0.0) / 1000.0)
+        self.limiter = resolve_limiter(shared_limiter, VENUE, base_url)
+        self._endpoint = endpoint_of(self.url)
 
     def resolution_for(self, day: date) -> str:
         """The resolution the policy picks for ``day`` today."""
@@ -247,6 +253,8 @@ class DeribitDvolSource:
         self, params: dict[str, Any], currency: str, day: date, stats: FetchStats
     ) -> tuple[list[list[float]], int | None]:
         def attempt() -> tuple[list[list[float]], int | None]:
+            if self.limiter is not None:
+                self.limiter.acquire(self._endpoint, max_block_wait_s=self.retry.max_ban_wait_s)
             stats.requests += 1
             response = self._client.get(self.url, params=params, timeout=self._timeout_s)
             return self._parse(response, currency, day)
@@ -266,6 +274,7 @@ class DeribitDvolSource:
                 sleep=self._sleep,
                 on_retry=on_retry,
                 pacer=self._pacer,
+                limiter=self.limiter,
             )
         except RetryExhausted as exc:
             stats.last_error = describe_error(exc.last_error)

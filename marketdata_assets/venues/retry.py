@@ -9,8 +9,10 @@ kind          what happens
 ============  ==========================================================================
 TRANSIENT     timeout, 5xx, dropped connection: sleep ``full_jitter(attempt)``, retry
 RATE_LIMITED  429 / venue rate-limit code: sleep ``max(Retry-After, full_jitter)``, retry;
-              the shared :class:`Pacer` is held for the same time so sibling clients wait too
-BANNED        418 / 403 ban: wait out ``Retry-After`` when it fits ``max_ban_wait_s``,
+              the shared :class:`Pacer` is held for the same time so sibling clients wait too,
+              and the :class:`~.limiter.SharedLimiter` blocks the venue for every process
+BANNED        418 / 403 ban: recorded in the shared limiter (every process stops sending for
+              the ban period); wait out ``Retry-After`` when it fits ``max_ban_wait_s``,
               otherwise fail at once (waiting days for a ban to lift helps nobody)
 MALFORMED     non-JSON, truncated or mis-shaped body: retry ``max_malformed_retries`` times
 PERMANENT     bad symbol / bad request / unknown venue error: fail at once
@@ -18,7 +20,9 @@ PERMANENT     bad symbol / bad request / unknown venue error: fail at once
 
 Every retry counts against ``max_retries`` and every wait against ``total_budget_s``; when either
 runs out the last error is raised as :class:`RetryExhausted`, which the sources turn into a
-:class:`~marketdata_assets.venues.base.VenueError` naming venue, instrument and day.
+:class:`~marketdata_assets.venues.base.VenueError` naming venue, instrument and day. An attempt
+that the shared limiter refuses because another process recorded a ban longer than
+``max_ban_wait_s`` (:class:`~.limiter.VenueBlocked`) fails the same way, without a request.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TypeVar
+
+from marketdata_assets.venues.limiter import SharedLimiter, VenueBlocked
 
 T = TypeVar("T")
 
@@ -111,12 +117,17 @@ def call_with_retry(
     rng: Callable[[], float] = random.random,
     on_retry: RetryCallback | None = None,
     pacer: Pacer | None = None,
+    limiter: SharedLimiter | None = None,
 ) -> T:
     """Call ``fn`` until it succeeds or the policy gives up (then raise :class:`RetryExhausted`).
 
     ``on_retry(retry_number, failure, delay_s, exc)`` runs before each wait. Time spent waiting is
     accounted from the delays themselves, so an injected no-op ``sleep`` still exhausts the budget.
-    ``pacer``, if given, paces every attempt and is held through rate-limit waits.
+    ``pacer``, if given, paces every attempt and is held through rate-limit waits. ``limiter``, if
+    given, records every rate-limit / ban answer for all processes (:meth:`SharedLimiter.block` for
+    the Retry-After, else ``base_delay_s`` after a rate limit or the venue's documented ban period
+    after a ban), whether or not this call retries; the sources take each request's budget from it
+    at the HTTP layer.
     """
     retries = malformed = attempts = 0
     spent = 0.0
@@ -127,9 +138,20 @@ def call_with_retry(
         started = monotonic()
         try:
             return fn()
+        except VenueBlocked as exc:
+            failure = Failure(FailureKind.BANNED, exc.seconds_left, f"blocked: {exc.reason}")
+            raise RetryExhausted(
+                f"not sending: {exc.venue} is blocked for {exc.seconds_left:.0f}s more, longer than "
+                f"max_ban_wait_s={policy.max_ban_wait_s:.0f}s",
+                exc,
+                failure,
+                attempts,
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - classified below; permanent ones re-raised wrapped
             spent += max(monotonic() - started, 0.0)
             failure = classify(exc)
+            if limiter is not None:
+                _share_limit_answer(limiter, failure, policy)
             if failure.kind is FailureKind.PERMANENT:
                 raise RetryExhausted("permanent error", exc, failure, attempts) from exc
             if failure.kind is FailureKind.BANNED:
@@ -170,6 +192,18 @@ def call_with_retry(
                 pacer.hold(delay)
             if delay > 0:
                 sleep(delay)
+
+
+def _share_limit_answer(limiter: SharedLimiter, failure: Failure, policy: RetryPolicy) -> None:
+    """Tell every process about a rate-limit or ban answer, before deciding whether to retry."""
+    if failure.kind is FailureKind.BANNED:
+        seconds = failure.retry_after_s or limiter.budget.ban_s
+    elif failure.kind is FailureKind.RATE_LIMITED:
+        seconds = failure.retry_after_s if failure.retry_after_s is not None else policy.base_delay_s
+    else:
+        return
+    if seconds and seconds > 0:
+        limiter.block(seconds, f"{failure.kind.value}: {failure.detail}".rstrip(": "))
 
 
 def parse_retry_after(
