@@ -159,6 +159,39 @@ class StorageSettings(_Strict):
         return value
 
 
+class QualitySettings(_Strict):
+    """How strict validation is and how gaps are named (``quality:`` in the config file)."""
+
+    outage_min_minutes: int = Field(
+        default=6,
+        ge=1,
+        le=1440,
+        description="A run of this many or more missing minutes is an outage; shorter runs are "
+        "minutes without trades. Raise it for illiquid symbols.",
+    )
+    outage_min_minutes_by_symbol: dict[Symbol, Annotated[int, Field(ge=1, le=1440)]] = Field(
+        default_factory=dict,
+        description="Per-symbol override of outage_min_minutes, e.g. {XRP/ETH: 30}.",
+    )
+    price_jump_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        description="Relative change between consecutive closes that the continuity check warns about.",
+    )
+    max_quarantined_rows: int = Field(
+        default=0,
+        ge=0,
+        description="A validated day with more quarantined rows than this fails its blocking schema "
+        "check: it is not resampled until the day is fetched again or the limit raised.",
+    )
+    failure_rows: int = Field(
+        default=20, ge=1, le=500, description="How many failing rows a check shows in its metadata."
+    )
+
+    def outage_minutes_for(self, symbol: str) -> int:
+        return self.outage_min_minutes_by_symbol.get(symbol, self.outage_min_minutes)
+
+
 class Settings(_Strict):
     environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     synthetic: bool = Field(
@@ -168,6 +201,7 @@ class Settings(_Strict):
     storage: StorageSettings
     venues: dict[Literal["binance", "bybit", "okx"], VenueSettings] = Field(min_length=1)
     dvol: DvolSettings | None = None
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @model_validator(mode="after")
     def _synthetic_needs_overrides(self) -> Settings:
@@ -198,6 +232,10 @@ class LoadedSettings:
     @property
     def venues(self) -> dict[str, VenueSettings]:
         return dict(self.settings.venues)
+
+    @property
+    def quality(self) -> QualitySettings:
+        return self.settings.quality
 
     @property
     def dvol(self) -> DvolSettings | None:

@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from marketdata_assets import progress
+from marketdata_assets.assets.common import storage_root
 from marketdata_assets.assets.partitions import (
     CURRENCY,
     SYMBOL,
@@ -65,7 +66,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
             (cfg.symbol_for_key(symbol), day)
             for symbol, day in (split_key(k, SYMBOL) for k in context.partition_keys)
         ]
-        root = _storage_root(settings)
+        root = storage_root(settings)
         outcomes = _ingest_range(
             context,
             venue,
@@ -104,7 +105,7 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
         from marketdata_assets.storage.raw import write_raw_dvol
 
         items = [split_key(k, CURRENCY) for k in context.partition_keys]
-        root = _storage_root(settings)
+        root = storage_root(settings)
         outcomes = _ingest_range(
             context,
             "deribit",
@@ -122,14 +123,6 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
         return _finish(context, outcomes, CURRENCY)
 
     return dvol_raw
-
-
-def _storage_root(settings: LoadedSettings) -> Any:
-    from marketdata_assets.storage.root import StorageRoot
-
-    root = StorageRoot.from_uri(settings.storage_root)
-    root.claim(synthetic=settings.synthetic, environment=settings.environment)
-    return root
 
 
 def _ingest_range(

@@ -8,6 +8,8 @@ Kinds of gap (``kind`` column of the gap table):
   ``volume == 0``; Binance prints the previous close). Present in the data, but no real trade.
 * ``outage`` - a missing run of ``outage_min_minutes`` or more, anywhere in the day, including the
   day's leading and trailing runs. An empty day is a single 1440-minute outage.
+* ``quarantined`` - minutes the venue did send, but whose rows failed validation and were quarantined
+  (given as ``quarantined=`` timestamps); they are missing from the validated data for that reason.
 
 Every range is **end-exclusive**: ``[start, end)`` with ``end = start + minutes``, like the day's own
 bounds (a gap ending at the day's end has ``end`` = next day 00:00).
@@ -26,7 +28,8 @@ from marketdata_assets.frames import MINUTE_MS, MINUTES_PER_DAY, TIMESTAMP_DTYPE
 NO_TRADES = "no_trades"
 FILLER = "filler"
 OUTAGE = "outage"
-GAP_KINDS = (NO_TRADES, FILLER, OUTAGE)
+QUARANTINED = "quarantined"
+GAP_KINDS = (NO_TRADES, FILLER, OUTAGE, QUARANTINED)
 
 NO_TRADES_MAX_MINUTES = 5
 DEFAULT_OUTAGE_MIN_MINUTES = NO_TRADES_MAX_MINUTES + 1
@@ -66,15 +69,22 @@ def find_gaps(
     symbol: str,
     *,
     outage_min_minutes: int = DEFAULT_OUTAGE_MIN_MINUTES,
+    quarantined: pd.Series | None = None,
 ) -> pd.DataFrame:
     """The gap-table rows of one day (columns :data:`GAP_COLUMNS`), sorted by ``start``.
 
     ``df`` is a cleaned day (unique, minute-aligned timestamps); rows outside the day are ignored.
+    ``quarantined``: timestamps of the day's quarantined rows; missing minutes among them are gaps of
+    kind ``quarantined`` (and do not count towards the length of a no_trades / outage run).
     """
     if outage_min_minutes < 1:
         raise ValueError(f"outage_min_minutes must be >= 1, got {outage_min_minutes}")
     present = _presence(df, day)
-    missing_starts, missing_lengths = _runs(~present)
+    bad = np.zeros(MINUTES_PER_DAY, dtype=bool)
+    if quarantined is not None and len(quarantined):
+        bad = _presence(pd.DataFrame({"timestamp": quarantined}).dropna(), day) & ~present
+    missing_starts, missing_lengths = _runs(~present & ~bad)
+    bad_starts, bad_lengths = _runs(bad)
 
     fillers = np.zeros(MINUTES_PER_DAY, dtype=bool)
     minutes, inside = _minute_of_day(df, day)
@@ -82,9 +92,11 @@ def find_gaps(
     filler_starts, filler_lengths = _runs(fillers)
 
     missing_kinds = np.where(missing_lengths >= outage_min_minutes, OUTAGE, NO_TRADES)
-    starts = np.concatenate([missing_starts, filler_starts])
-    lengths = np.concatenate([missing_lengths, filler_lengths])
-    kinds = np.concatenate([missing_kinds, np.full(len(filler_starts), FILLER)]).astype(object)
+    starts = np.concatenate([missing_starts, filler_starts, bad_starts])
+    lengths = np.concatenate([missing_lengths, filler_lengths, bad_lengths])
+    kinds = np.concatenate(
+        [missing_kinds, np.full(len(filler_starts), FILLER), np.full(len(bad_starts), QUARANTINED)]
+    ).astype(object)
     order = np.argsort(starts, kind="stable")
     starts, lengths, kinds = starts[order], lengths[order], kinds[order]
 

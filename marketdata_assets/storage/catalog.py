@@ -86,22 +86,30 @@ def connect(root: StorageRoot, *, engine: str = "auto") -> duckdb.DuckDBPyConnec
     datasets over ``root.fs``; any root) or ``"auto"`` (duckdb for local roots, arrow otherwise).
     The views see the files that exist when the connection is made; reconnect to see new months.
     """
+    con = duckdb.connect(":memory:")
+    return register_views(con, root, engine=engine)
+
+
+def register_views(
+    con: duckdb.DuckDBPyConnection, root: StorageRoot, *, engine: str = "auto"
+) -> duckdb.DuckDBPyConnection:
+    """Create (or replace) the ``candles``, ``dvol`` and ``gaps`` views over ``root`` on ``con``, e.g. a
+    connection from dagster-duckdb's ``DuckDBResource``; ``engine`` as in :func:`connect`."""
     if engine == "auto":
         engine = "duckdb" if root.local else "arrow"
     if engine not in ("duckdb", "arrow") or (engine == "duckdb" and not root.local):
         raise ValueError(f"engine {engine!r} not usable for {root}; use 'arrow' for object stores")
-    con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for name, dataset in VIEWS.items():
         files = data_files(root, dataset)
         if not files:
             con.register(f"_{name}_empty", view_schema(dataset).empty_table())
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_{name}_empty"')
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "_{name}_empty"')
         elif engine == "duckdb":
-            con.execute(f'CREATE VIEW "{name}" AS {_read_parquet_sql(root, dataset)}')
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {_read_parquet_sql(root, dataset)}')
         else:
             con.register(f"_{name}_dataset", _arrow_dataset(root, dataset, files))
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_{name}_dataset"')
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "_{name}_dataset"')
     return con
 
 

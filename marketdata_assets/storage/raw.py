@@ -166,6 +166,15 @@ def write_quarantine_candles(
     return write_day_file(root, QUARANTINE_CANDLES, _candle_keys(exchange, symbol_key), day, df)
 
 
+def clear_quarantine_candles(root: StorageRoot, exchange: str, symbol_key: str, day: date) -> bool:
+    """Remove a day's quarantine file (a re-validation found nothing to quarantine); True if one existed."""
+    path = day_file_path(root, QUARANTINE_CANDLES, _candle_keys(exchange, symbol_key), day)
+    if not root.exists(path):
+        return False
+    root.fs.delete_file(path)
+    return True
+
+
 def read_quarantine_candles(root: StorageRoot, exchange: str, symbol_key: str, day: date) -> pd.DataFrame:
     return read_day_file(root, QUARANTINE_CANDLES, _candle_keys(exchange, symbol_key), day)
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetKey, AssetSelection, materialize
 from dagster._core.test_utils import instance_for_test
 
 from marketdata_assets.definitions import build_definitions
@@ -50,11 +50,19 @@ def sim_settings(tmp_path: Path, server, *, max_retries: int = 5) -> LoadedSetti
     return load_settings(path, environ={})
 
 
-def run(settings: LoadedSettings, keys: list[str], start: str, end: str, instance) -> object:
+def run(
+    settings: LoadedSettings, keys: list[str], start: str, end: str, instance, *, checks: bool = True
+) -> object:
+    """Materialise ``keys`` (user strings) for the partition range ``start``..``end``, with their
+    checks unless ``checks=False``."""
     defs = build_definitions(settings)
-    assets = [a for a in defs.assets if a.key.to_user_string() in keys]
+    selection = AssetSelection.assets(*[AssetKey.from_user_string(k) for k in keys])
+    if not checks:
+        selection = selection.without_checks()
     return materialize(
-        assets,
+        [*defs.assets, *defs.asset_checks],
+        selection=selection,
+        resources=defs.resources,
         instance=instance,
         tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
         raise_on_error=False,

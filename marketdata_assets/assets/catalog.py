@@ -1,0 +1,87 @@
+"""The catalog: what the served layer holds, checked and tidied after the series it depends on.
+
+``serving/catalog`` (unpartitioned) runs :func:`~marketdata_assets.storage.compaction.compact` over the
+monthly datasets (stale temp files of crashed writers, stray Parquet files; safe to re-run), then
+queries the files through dagster-duckdb's :class:`DuckDBResource` (views over the Parquet on an
+in-memory database by default: no DuckDB file that many runs would have to write at once) and
+records the inventory - exchange, symbol, timeframe, first/last candle, rows, incomplete bins, gap
+count - and the gap minutes per kind as metadata.
+"""
+
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
+from dagster_duckdb import DuckDBResource
+
+from marketdata_assets.assets.common import storage_root, to_metadata
+from marketdata_assets.assets.dvol import DVOL_TIMEFRAMES, dvol_key
+from marketdata_assets.assets.resampled import resampled_key
+from marketdata_assets.assets.validated import gaps_key, validated_candles_key
+from marketdata_assets.settings import LoadedSettings
+from marketdata_assets.transform.resample import TIMEFRAMES
+
+CATALOG_KEY = AssetKey(["serving", "catalog"])
+
+_GAP_SUMMARY_SQL = """
+SELECT exchange, symbol, kind, count(*) AS gaps, sum(minutes) AS minutes
+FROM gaps GROUP BY exchange, symbol, kind ORDER BY exchange, symbol, kind
+"""
+
+
+def served_keys(settings: LoadedSettings) -> list[AssetKey]:
+    keys: list[AssetKey] = []
+    for venue in settings.venues:
+        keys += [validated_candles_key(venue), gaps_key(venue)]
+        keys += [resampled_key(venue, timeframe) for timeframe in TIMEFRAMES]
+    if settings.dvol is not None:
+        keys += [dvol_key(timeframe) for timeframe in DVOL_TIMEFRAMES]
+    return keys
+
+
+def build_catalog_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefinition
+    @asset(
+        key=CATALOG_KEY,
+        deps=served_keys(settings),
+        group_name="serving",
+        kinds={"duckdb", "parquet"},
+        description=(
+            "Inventory of the served layer (what data we have, with gap counts), after compacting "
+            "leftovers of crashed writers. Queried with DuckDB over the Parquet files."
+        ),
+    )
+    def catalog(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
+        from marketdata_assets.quality.day_checks import markdown_table
+        from marketdata_assets.storage.catalog import inventory, register_views
+        from marketdata_assets.storage.compaction import compact
+        from marketdata_assets.storage.served import MONTHLY_DATASETS
+
+        root = storage_root(settings)
+        compaction: dict[str, Any] = {}
+        for name in MONTHLY_DATASETS:
+            report = compact(root, name)
+            compaction[name] = {
+                "removed_tmp": len(report.removed_tmp),
+                "merged": len(report.merged),
+                "skipped": report.skipped[:10],
+            }
+            for skipped in report.skipped:
+                context.log.warning(f"compaction left {skipped}")
+        with duckdb.get_connection() as con:
+            register_views(con, root)
+            listing = inventory(root, con)
+            gap_summary = con.execute(_GAP_SUMMARY_SQL).df()
+        shown = listing.assign(first=listing["first"].astype(str), last=listing["last"].astype(str))
+        return MaterializeResult(
+            metadata=to_metadata(
+                {
+                    "series": len(listing),
+                    "rows": int(listing["rows"].sum()) if len(listing) else 0,
+                    "inventory_md": markdown_table(shown) if len(shown) else "no served data yet",
+                    "gaps_md": markdown_table(gap_summary) if len(gap_summary) else "no gaps recorded",
+                    "compaction": compaction,
+                    "root": root.display(root.path()),
+                }
+            )
+        )
+
+    return catalog

@@ -1,0 +1,282 @@
+"""Partitioned asset checks on the raw and validated candles and on raw DVOL (one evaluation per day).
+
+The rules live in :mod:`marketdata_assets.quality.day_checks`; this module reads the stored day and
+reports. Checks are partitioned (``@multi_asset_check(partitions_def=...)``, a preview feature in
+Dagster 1.13) and behave like this, pinned by ``marketdata_assets_tests/dagster/test_checks.py``:
+
+* a run of **one partition** yields ordinary check results: a failing blocking check with ERROR
+  severity makes Dagster skip everything downstream of the asset for that run;
+* a run over a **range** (backfills use ``BackfillPolicy.single_run``) would otherwise get a single
+  evaluation without a partition, so the check logs one evaluation per partition (each targeting that
+  partition's latest materialisation), visible per partition in the UI. Blocking per partition in such
+  runs is enforced by the resampling step itself, which applies the same rules day by day.
+
+Severity: schema / duplicates / ohlc on the validated layer are ERROR and blocking; on the raw layer
+they are WARN (the validated step quarantines those rows) unless the day cannot be read as candles at
+all. Completeness and continuity are always WARN, with their numbers.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    AssetRecordsFilter,
+    Output,
+    multi_asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from marketdata_assets.assets.common import storage_root, to_metadata
+from marketdata_assets.assets.partitions import (
+    CURRENCY,
+    SYMBOL,
+    candle_partitions,
+    dvol_partitions,
+    split_key,
+)
+from marketdata_assets.assets.raw import DVOL_RAW_KEY, raw_candles_key
+from marketdata_assets.assets.validated import validated_candles_key
+from marketdata_assets.quality.day_checks import (
+    BLOCKING_CHECKS,
+    CHECK_NAMES,
+    ERROR,
+    CheckOutcome,
+    CheckPolicy,
+)
+from marketdata_assets.settings import LoadedSettings
+
+CHECK_DESCRIPTIONS = {
+    "schema": "dtypes, UTC minute alignment, prices > 0, volume >= 0, no NaN/inf, inside the day",
+    "duplicates": "one row per timestamp (identical page-edge copies are normal in raw data)",
+    "ohlc": "high >= max(open, close) and low <= min(open, close)",
+    "completeness": "1440 minutes expected; missing minutes reported as UTC ranges",
+    "continuity": "close-to-close moves above the configured threshold, with their timestamps",
+}
+
+Outcomes = dict[str, CheckOutcome]
+
+
+def check_policy(settings: LoadedSettings) -> CheckPolicy:
+    quality = settings.quality
+    return CheckPolicy(
+        outage_min_minutes=quality.outage_min_minutes,
+        price_jump_threshold=quality.price_jump_threshold,
+        max_quarantined_rows=quality.max_quarantined_rows,
+        failure_rows=quality.failure_rows,
+    )
+
+
+def build_candle_checks(settings: LoadedSettings, venue: str) -> list:
+    """The raw and the validated check sets of one venue."""
+    cfg = settings.venues[venue]
+    partitions = candle_partitions(cfg)
+    raw_key, valid_key = raw_candles_key(venue), validated_candles_key(venue)
+
+    def specs(asset_key: AssetKey, blocking: bool) -> list[AssetCheckSpec]:
+        return [
+            AssetCheckSpec(
+                name,
+                asset=asset_key,
+                partitions_def=partitions,
+                blocking=blocking and name in BLOCKING_CHECKS,
+                description=CHECK_DESCRIPTIONS[name],
+            )
+            for name in CHECK_NAMES
+        ]
+
+    @multi_asset_check(specs=specs(raw_key, blocking=True), name=f"{venue}_raw_candle_checks")
+    def raw_checks(context: AssetCheckExecutionContext) -> Iterator[Any]:
+        from marketdata_assets.quality.day_checks import raw_day_checks
+        from marketdata_assets.storage.raw import read_raw_candles
+
+        root = storage_root(settings)
+        policy = _policy_for(settings)
+        outcomes: dict[str, Outcomes] = {}
+        for partition_key in context.partition_keys:
+            key, day = split_key(partition_key, SYMBOL)
+            try:
+                raw = read_raw_candles(root, venue, key, day)
+            except FileNotFoundError as exc:
+                outcomes[partition_key] = _missing(str(exc))
+                continue
+            outcomes[partition_key] = raw_day_checks(raw, day, policy(cfg.symbol_for_key(key)))
+        yield from emit_checks(context, raw_key, outcomes)
+
+    @multi_asset_check(specs=specs(valid_key, blocking=True), name=f"{venue}_validated_candle_checks")
+    def validated_checks(context: AssetCheckExecutionContext) -> Iterator[Any]:
+        from marketdata_assets.quality.day_checks import validated_day_checks
+        from marketdata_assets.storage.raw import read_quarantine_candles
+        from marketdata_assets.storage.served import read_served_candles
+
+        root = storage_root(settings)
+        policy = _policy_for(settings)
+        by_symbol: dict[str, list[tuple[str, date]]] = defaultdict(list)
+        for partition_key in context.partition_keys:
+            key, day = split_key(partition_key, SYMBOL)
+            by_symbol[key].append((partition_key, day))
+        outcomes: dict[str, Outcomes] = {}
+        for key, items in by_symbol.items():
+            days = [d for _, d in items]
+            start = pd.Timestamp(min(days), tz="UTC")
+            end = pd.Timestamp(max(days) + timedelta(days=1), tz="UTC")
+            minutes = read_served_candles(root, "1m", venue, key, start, end)
+            minute_days = minutes["timestamp"].dt.date.to_numpy()
+            for partition_key, day in items:
+                day_frame = minutes.loc[minute_days == day].reset_index(drop=True)
+                try:
+                    quarantined = len(read_quarantine_candles(root, venue, key, day))
+                except FileNotFoundError:
+                    quarantined = 0
+                symbol = cfg.symbol_for_key(key)
+                outcomes[partition_key] = validated_day_checks(
+                    day_frame[["timestamp", "open", "high", "low", "close", "volume"]],
+                    day,
+                    venue=venue,
+                    symbol=key,
+                    quarantined_rows=quarantined,
+                    policy=policy(symbol),
+                )
+        yield from emit_checks(context, valid_key, outcomes)
+
+    return [raw_checks, validated_checks]
+
+
+def build_dvol_checks(settings: LoadedSettings) -> list:
+    cfg = settings.dvol
+    assert cfg is not None
+    partitions = dvol_partitions(cfg)
+    names = ("schema", "duplicates", "ohlc")
+
+    @multi_asset_check(
+        specs=[
+            AssetCheckSpec(
+                name,
+                asset=DVOL_RAW_KEY,
+                partitions_def=partitions,
+                blocking=True,
+                description=CHECK_DESCRIPTIONS[name].replace("minute alignment", "second alignment"),
+            )
+            for name in names
+        ],
+        name="deribit_dvol_raw_checks",
+    )
+    def dvol_checks(context: AssetCheckExecutionContext) -> Iterator[Any]:
+        from marketdata_assets.quality.day_checks import dvol_day_checks
+        from marketdata_assets.storage.raw import read_raw_dvol
+
+        root = storage_root(settings)
+        policy = check_policy(settings)
+        outcomes: dict[str, Outcomes] = {}
+        for partition_key in context.partition_keys:
+            currency, day = split_key(partition_key, CURRENCY)
+            try:
+                raw = read_raw_dvol(root, currency, day)
+            except FileNotFoundError as exc:
+                outcomes[partition_key] = _missing(str(exc), names)
+                continue
+            outcomes[partition_key] = dvol_day_checks(raw, day, policy)
+        yield from emit_checks(context, DVOL_RAW_KEY, outcomes)
+
+    return [dvol_checks]
+
+
+def emit_checks(
+    context: AssetCheckExecutionContext, asset_key: AssetKey, outcomes: Mapping[str, Outcomes]
+) -> Iterator[Any]:
+    """Check results for one partition, or one logged evaluation per partition for a range."""
+    selected = sorted(k for k in context.selected_asset_check_keys if k.asset_key == asset_key)
+    assets_def = context.op_execution_context.assets_def
+    if context.has_partition_key:
+        per_check = outcomes[context.partition_key]
+        for check_key in selected:
+            outcome = per_check[check_key.name]
+            yield AssetCheckResult(
+                asset_key=asset_key,
+                check_name=check_key.name,
+                passed=outcome.passed,
+                severity=_severity(outcome),
+                description=outcome.description,
+                metadata=to_metadata(outcome.metadata),
+            )
+        return
+    targets = _latest_materializations(context, asset_key, list(outcomes))
+    failed: dict[str, list[str]] = defaultdict(list)
+    for partition_key, per_check in outcomes.items():
+        for check_key in selected:
+            outcome = per_check[check_key.name]
+            if not outcome.passed:
+                failed[check_key.name].append(partition_key)
+            context.op_execution_context.log_event(
+                AssetCheckEvaluation(
+                    asset_key=asset_key,
+                    check_name=check_key.name,
+                    passed=outcome.passed,
+                    metadata=to_metadata(outcome.metadata),
+                    target_materialization_data=targets.get(partition_key),
+                    severity=_severity(outcome),
+                    description=outcome.description,
+                    blocking=assets_def.get_spec_for_check_key(check_key).blocking,
+                    partition=partition_key,
+                )
+            )
+    for name, partitions in failed.items():
+        context.log.warning(
+            f"{asset_key.to_user_string()} {name}: {len(partitions)} of {len(outcomes)} partitions fail: "
+            + ", ".join(partitions[:20])
+        )
+    # The checks' outputs carry no value; the evaluations above are the results.
+    for check_key in selected:
+        yield Output(None, output_name=assets_def.get_output_name_for_asset_check_key(check_key))
+
+
+def _latest_materializations(
+    context: AssetCheckExecutionContext, asset_key: AssetKey, partition_keys: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=partition_keys),
+        limit=max(len(partition_keys) * 4, 100),
+    ).records
+    latest: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records:  # newest first
+        if record.partition_key is not None and record.partition_key not in latest:
+            latest[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return latest
+
+
+def _severity(outcome: CheckOutcome) -> AssetCheckSeverity:
+    return AssetCheckSeverity.ERROR if outcome.severity == ERROR else AssetCheckSeverity.WARN
+
+
+def _missing(message: str, names: tuple[str, ...] = CHECK_NAMES) -> Outcomes:
+    return {
+        name: CheckOutcome(name, passed=False, severity=ERROR, description=f"no stored data: {message}")
+        for name in names
+    }
+
+
+def _policy_for(settings: LoadedSettings):  # noqa: ANN202
+    base = check_policy(settings)
+    quality = settings.quality
+
+    def for_symbol(symbol: str) -> CheckPolicy:
+        return CheckPolicy(
+            outage_min_minutes=quality.outage_minutes_for(symbol),
+            price_jump_threshold=base.price_jump_threshold,
+            max_quarantined_rows=base.max_quarantined_rows,
+            failure_rows=base.failure_rows,
+        )
+
+    return for_symbol

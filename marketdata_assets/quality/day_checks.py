@@ -1,0 +1,328 @@
+"""The asset checks of one UTC day of candles, as plain data: what passed, how bad, and the failing rows.
+
+The Dagster checks (:mod:`marketdata_assets.assets.checks`) only turn these outcomes into check results,
+and the resampling step calls :func:`validated_day_usable` - the same rules as the blocking checks - so a
+day that fails them is never resampled, whether the run covers one partition or a range.
+
+Checks and what failing means:
+
+==============  ===================================================  ==================================
+check           raw day (as fetched)                                 validated day (as stored)
+==============  ===================================================  ==================================
+schema          dtypes, minute alignment, prices > 0, finite, inside  same rules on the stored rows, plus
+                the day. Rows that break them are quarantined by the  "no more than ``max_quarantined_
+                validated step: WARN. A frame that cannot be read as  rows`` rows were quarantined".
+                candles at all (missing column, wrong dtype): ERROR.  ERROR (blocking).
+duplicates      a timestamp served twice: identical copies are        stored timestamps must be unique
+                normal at page edges (passed); conflicting values     and increasing: ERROR (blocking);
+                fail (WARN; the last fetched value wins).             raw duplicates shown for context.
+ohlc            high >= max(open, close), low <= min(open, close):    same rule on stored rows: ERROR
+                WARN (those rows get quarantined).                    (blocking).
+completeness    1440 minutes expected; missing minutes as ranges:     same, with the gap kinds: WARN.
+                WARN.
+continuity      consecutive closes jumping more than the threshold:   same: WARN.
+                WARN, with the timestamps.
+==============  ===================================================  ==================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from marketdata_assets.frames import MINUTES_PER_DAY
+from marketdata_assets.quality.continuity import DEFAULT_JUMP_THRESHOLD, price_jumps
+from marketdata_assets.quality.dedupe import dedupe_candles
+from marketdata_assets.quality.gaps import DEFAULT_OUTAGE_MIN_MINUTES, find_gaps, missing_minute_ranges
+from marketdata_assets.quality.schemas import (
+    DUPLICATES,
+    OHLC,
+    SCHEMA,
+    RawCandles,
+    RawDvol,
+    ValidatedCandles,
+    ValidationReport,
+    validate_candles,
+)
+
+ERROR = "error"
+WARN = "warn"
+CHECK_NAMES = ("schema", "duplicates", "ohlc", "completeness", "continuity")
+BLOCKING_CHECKS = ("schema", "duplicates", "ohlc")
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """Thresholds of the checks (from the ``quality:`` settings)."""
+
+    outage_min_minutes: int = DEFAULT_OUTAGE_MIN_MINUTES
+    price_jump_threshold: float = DEFAULT_JUMP_THRESHOLD
+    max_quarantined_rows: int = 0
+    failure_rows: int = 20
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check on one day. ``metadata`` holds plain values; ``*_md`` keys are markdown tables."""
+
+    name: str
+    passed: bool
+    severity: str
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        """True when this outcome must keep the day out of everything downstream."""
+        return not self.passed and self.severity == ERROR
+
+
+def raw_day_checks(
+    raw: pd.DataFrame, day: date, policy: CheckPolicy = CheckPolicy()
+) -> dict[str, CheckOutcome]:
+    """The five checks of a raw (as fetched) day, keyed by check name."""
+    report = validate_candles(raw, day, model=RawCandles)
+    if report.frame_failures:
+        broken = _frame_broken(report, policy)
+        return {name: broken if name == "schema" else _not_run(name, broken) for name in CHECK_NAMES}
+    deduped = dedupe_candles(raw)
+    frame = deduped.frame
+    return {
+        "schema": _rows_outcome(
+            "schema",
+            report.in_category(SCHEMA),
+            policy,
+            severity=WARN,
+            consequence="the validated step quarantines them",
+        ),
+        "duplicates": _raw_duplicates(deduped.identical_duplicates, deduped.conflicts, policy),
+        "ohlc": _rows_outcome(
+            "ohlc",
+            report.in_category(OHLC),
+            policy,
+            severity=WARN,
+            consequence="the validated step quarantines them",
+        ),
+        "completeness": _completeness(frame, day, policy, gaps=None),
+        "continuity": _continuity(frame, policy),
+    }
+
+
+def validated_day_checks(
+    valid: pd.DataFrame,
+    day: date,
+    *,
+    venue: str,
+    symbol: str,
+    quarantined_rows: int,
+    raw_duplicates: tuple[int, int] | None = None,
+    policy: CheckPolicy = CheckPolicy(),
+) -> dict[str, CheckOutcome]:
+    """The five checks of a stored validated day. ``raw_duplicates``: (identical, conflicting) rows the
+    validated step collapsed, shown for context."""
+    report = validate_candles(valid, day, model=ValidatedCandles)
+    if report.frame_failures:
+        broken = _frame_broken(report, policy)
+        return {name: broken if name == "schema" else _not_run(name, broken) for name in CHECK_NAMES}
+    schema = _rows_outcome(
+        "schema", report.in_category(SCHEMA), policy, severity=ERROR, consequence="stored rows are wrong"
+    )
+    if schema.passed and quarantined_rows > policy.max_quarantined_rows:
+        schema = CheckOutcome(
+            "schema",
+            passed=False,
+            severity=ERROR,
+            description=(
+                f"{quarantined_rows} rows of this day failed validation and were quarantined "
+                f"(limit {policy.max_quarantined_rows}): the day is not resampled until it is fetched "
+                "again or the limit (quality.max_quarantined_rows) is raised"
+            ),
+            metadata={
+                "quarantined_rows": quarantined_rows,
+                "max_quarantined_rows": policy.max_quarantined_rows,
+            },
+        )
+    else:
+        schema.metadata["quarantined_rows"] = quarantined_rows
+    duplicates = _rows_outcome(
+        "duplicates",
+        report.in_category(DUPLICATES),
+        policy,
+        severity=ERROR,
+        consequence="stored timestamps are not unique and increasing",
+    )
+    if raw_duplicates is not None:
+        duplicates.metadata["raw_identical_duplicates"] = raw_duplicates[0]
+        duplicates.metadata["raw_conflicting_duplicates"] = raw_duplicates[1]
+    gaps = find_gaps(valid, day, venue, symbol, outage_min_minutes=policy.outage_min_minutes)
+    return {
+        "schema": schema,
+        "duplicates": duplicates,
+        "ohlc": _rows_outcome(
+            "ohlc", report.in_category(OHLC), policy, severity=ERROR, consequence="stored rows are wrong"
+        ),
+        "completeness": _completeness(valid, day, policy, gaps=gaps),
+        "continuity": _continuity(valid, policy),
+    }
+
+
+def dvol_day_checks(
+    raw: pd.DataFrame, day: date, policy: CheckPolicy = CheckPolicy()
+) -> dict[str, CheckOutcome]:
+    """schema / duplicates / ohlc of a raw DVOL day (rows that fail are left out of the served DVOL)."""
+    frame = raw[[c for c in raw.columns if c != "resolution_s"]]
+    report = validate_candles(frame, day, model=RawDvol)
+    if report.frame_failures:
+        broken = _frame_broken(report, policy)
+        return {name: broken if name == "schema" else _not_run(name, broken) for name in BLOCKING_CHECKS}
+    deduped = dedupe_candles(frame)
+    consequence = "left out of the served DVOL"
+    return {
+        "schema": _rows_outcome(
+            "schema", report.in_category(SCHEMA), policy, severity=WARN, consequence=consequence
+        ),
+        "duplicates": _raw_duplicates(deduped.identical_duplicates, deduped.conflicts, policy),
+        "ohlc": _rows_outcome(
+            "ohlc", report.in_category(OHLC), policy, severity=WARN, consequence=consequence
+        ),
+    }
+
+
+def validated_day_usable(
+    valid: pd.DataFrame, day: date, *, quarantined_rows: int, policy: CheckPolicy = CheckPolicy()
+) -> CheckOutcome | None:
+    """``None`` when the day passes every blocking check of the validated layer, else the first failing
+    outcome (the reason the day is not resampled)."""
+    outcomes = validated_day_checks(
+        valid, day, venue="-", symbol="-", quarantined_rows=quarantined_rows, policy=policy
+    )
+    for name in BLOCKING_CHECKS:
+        if outcomes[name].blocks:
+            return outcomes[name]
+    return None
+
+
+def _frame_broken(report: ValidationReport, policy: CheckPolicy) -> CheckOutcome:
+    reasons = ", ".join(f"{f.reason}: {f.value}" for f in report.frame_failures)
+    return CheckOutcome(
+        "schema",
+        passed=False,
+        severity=ERROR,
+        description=f"the day cannot be read as candles ({reasons}); nothing downstream is computed",
+        metadata={"failures_md": report.failure_markdown(policy.failure_rows)},
+    )
+
+
+def _not_run(name: str, broken: CheckOutcome) -> CheckOutcome:
+    return CheckOutcome(
+        name,
+        passed=False,
+        severity=WARN,
+        description=f"not evaluated: {broken.description}",
+    )
+
+
+def _rows_outcome(
+    name: str, report: ValidationReport, policy: CheckPolicy, *, severity: str, consequence: str
+) -> CheckOutcome:
+    rows = len(report.failing_rows)
+    metadata: dict[str, Any] = {"rows_checked": report.rows, "failing_rows": rows}
+    if report.ok:
+        return CheckOutcome(name, True, severity, f"all {report.rows} rows pass", metadata)
+    metadata["failures_by_rule"] = report.counts()
+    metadata["failures_md"] = report.failure_markdown(policy.failure_rows)
+    return CheckOutcome(name, False, severity, f"{rows} of {report.rows} rows fail ({consequence})", metadata)
+
+
+def _raw_duplicates(identical: int, conflicts: pd.DataFrame, policy: CheckPolicy) -> CheckOutcome:
+    conflicting = int(conflicts["timestamp"].nunique()) if len(conflicts) else 0
+    metadata: dict[str, Any] = {"identical_duplicates": identical, "conflicting_timestamps": conflicting}
+    if conflicting == 0:
+        note = f"{identical} identical duplicate rows (page overlaps), collapsed" if identical else "none"
+        return CheckOutcome("duplicates", True, WARN, note, metadata)
+    metadata["conflicts_md"] = markdown_table(conflicts.head(policy.failure_rows * 2))
+    return CheckOutcome(
+        "duplicates",
+        False,
+        WARN,
+        f"{conflicting} timestamps served twice with different values; the last fetched value wins",
+        metadata,
+    )
+
+
+def _completeness(
+    frame: pd.DataFrame, day: date, policy: CheckPolicy, *, gaps: pd.DataFrame | None
+) -> CheckOutcome:
+    ranges = missing_minute_ranges(frame, day)
+    missing = sum(int((end - start) / pd.Timedelta(minutes=1)) for start, end in ranges)
+    present = MINUTES_PER_DAY - missing
+    metadata: dict[str, Any] = {
+        "expected_minutes": MINUTES_PER_DAY,
+        "present_minutes": present,
+        "missing_minutes": missing,
+        "missing_ranges_utc": _ranges_text(ranges, policy.failure_rows),
+    }
+    if gaps is not None and len(gaps):
+        by_kind = gaps.groupby("kind")["minutes"].sum()
+        metadata["gap_minutes_by_kind"] = {str(k): int(v) for k, v in by_kind.items()}
+    if missing == 0:
+        return CheckOutcome("completeness", True, WARN, "all 1440 minutes present", metadata)
+    return CheckOutcome(
+        "completeness",
+        False,
+        WARN,
+        f"{missing} of {MINUTES_PER_DAY} minutes missing in {len(ranges)} ranges",
+        metadata,
+    )
+
+
+def _continuity(frame: pd.DataFrame, policy: CheckPolicy) -> CheckOutcome:
+    jumps = price_jumps(frame, policy.price_jump_threshold) if len(frame) else pd.DataFrame()
+    metadata: dict[str, Any] = {"threshold": policy.price_jump_threshold, "jumps": len(jumps)}
+    if not len(jumps):
+        return CheckOutcome(
+            "continuity",
+            True,
+            WARN,
+            f"no close-to-close move above {policy.price_jump_threshold:.1%}",
+            metadata,
+        )
+    metadata["jumps_md"] = markdown_table(jumps.head(policy.failure_rows))
+    return CheckOutcome(
+        "continuity",
+        False,
+        WARN,
+        f"{len(jumps)} close-to-close moves above {policy.price_jump_threshold:.1%}",
+        metadata,
+    )
+
+
+def _ranges_text(ranges: list[tuple[pd.Timestamp, pd.Timestamp]], limit: int) -> str:
+    if not ranges:
+        return "none"
+    parts = [
+        f"{start:%H:%M}-{end:%H:%M}" if end.date() == start.date() else f"{start:%H:%M}-24:00"
+        for start, end in ranges[:limit]
+    ]
+    more = f" (+{len(ranges) - limit} more)" if len(ranges) > limit else ""
+    return ", ".join(parts) + more
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A small frame as a markdown table (check and materialisation metadata)."""
+    columns = list(frame.columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
