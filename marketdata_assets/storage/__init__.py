@@ -4,7 +4,8 @@ Everything goes through a :class:`~marketdata_assets.storage.root.StorageRoot` (
 plus a base path: a local directory, ``file://`` or ``s3://``). Layout under the root::
 
     _root.json                                              synthetic/real claim (StorageRoot.claim)
-    _locks/...                                              flock files of month rewrites (local roots)
+    _locks/...                                              flock files of month rewrites (local roots;
+                                                            object stores: Postgres advisory locks)
     raw/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/data.parquet        one file per fetched day
     raw/dvol/currency=C/date=YYYY-MM-DD/data.parquet
     quarantine/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/data.parquet rows that failed validation
@@ -13,11 +14,11 @@ plus a base path: a local directory, ``file://`` or ``s3://``). Layout under the
     gaps/exchange=X/symbol=Y/month=YYYY-MM/data.parquet
 
 Modules: :mod:`.root` (paths and validation, locks), :mod:`.atomic` (temp-then-move deterministic
-Parquet writes), :mod:`.schemas` (Arrow schemas), :mod:`.raw` (day files), :mod:`.served` (month
+Parquet writes), :mod:`.objectstore` (single-version reads of S3 objects), :mod:`.schemas` (Arrow schemas), :mod:`.raw` (day files), :mod:`.served` (month
 files: read-modify-write per day), :mod:`.compaction` (repair leftovers), :mod:`.catalog` (DuckDB).
 """
 
 from marketdata_assets.storage.atomic import WriteInfo
-from marketdata_assets.storage.root import InvalidNameError, StorageRoot, StorageRootError
+from marketdata_assets.storage.root import InvalidNameError, StorageLockError, StorageRoot, StorageRootError
 
-__all__ = ["InvalidNameError", "StorageRoot", "StorageRootError", "WriteInfo"]
+__all__ = ["InvalidNameError", "StorageLockError", "StorageRoot", "StorageRootError", "WriteInfo"]

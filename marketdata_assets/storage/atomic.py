@@ -7,6 +7,16 @@ hides it from pyarrow/pandas/Spark directory discovery, and the ``.tmp`` suffix 
 globs (DuckDB's and Polars' globs do match dot-files, so a ``.tmp-*.parquet`` name would be read). A crash that kills the process before the move leaves a ``.tmp-*`` file behind, which
 :func:`marketdata_assets.storage.compaction.remove_stale_tmp` deletes later.
 
+On an object store (``s3://``) the same discipline holds with different primitives: the Parquet bytes
+are built in memory, uploaded to the ``.tmp-*`` key, then server-side copied to the final key and the
+temp key deleted (``fs.move``). A PUT or a copy makes an object appear whole or not at all, so the
+final key holds the old version or the new one, never a part. The temp key matters: pyarrow's S3
+output stream creates its object when the stream is closed, and leaving a ``with`` block by an
+exception closes it, so an upload that fails half-way directly to the final key would publish the half
+(measured; see ``marketdata_assets_tests/objectstore``). Each uploaded object declares its SHA-256 in
+its ``Content-Type``, which the copy keeps, so readers can prove they read one version
+(:mod:`marketdata_assets.storage.objectstore`). No directory marker objects are created.
+
 The writer settings are fixed (zstd level 3, fixed row-group size, statistics on, no pandas metadata,
 no index, Arrow schema stored), and Parquet footers carry no timestamps, so writing identical rows
 twice gives byte-identical files.
@@ -23,12 +33,16 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from marketdata_assets.storage import objectstore
+
 TMP_PREFIX = ".tmp-"
 # One week of 1-minute candles per row group: a month file has ~5 groups, so a timestamp filter
 # inside a month skips most of the file via row-group statistics.
 ROW_GROUP_SIZE = 10_080
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 3
+# pyarrow filesystem type names without real directories.
+OBJECT_STORE_TYPES = frozenset({"s3", "gcs"})
 
 
 @dataclass(frozen=True)
@@ -54,12 +68,21 @@ def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> int:
 
     On any error the temporary file is removed and ``path`` keeps its previous content.
     """
-    fs.create_dir(posixpath.dirname(path), recursive=True)
+    _make_parent(fs, path)
     tmp = tmp_path_for(path)
     try:
-        with fs.open_output_stream(tmp) as sink:
-            _write_parquet(table, sink)
-        size = fs.get_file_info(tmp).size
+        if is_object_store(fs):
+            buffer = pa.BufferOutputStream()
+            _write_parquet(table, buffer)
+            payload = buffer.getvalue()
+            metadata = objectstore.checksummed_metadata(payload, objectstore.PARQUET_MEDIA_TYPE)
+            with fs.open_output_stream(tmp, metadata=metadata) as sink:
+                sink.write(payload)
+            size = payload.size
+        else:
+            with fs.open_output_stream(tmp) as sink:
+                _write_parquet(table, sink)
+            size = fs.get_file_info(tmp).size
         fs.move(tmp, path)
     except BaseException:
         _remove_quietly(fs, tmp)
@@ -67,17 +90,32 @@ def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> int:
     return int(size)
 
 
-def write_bytes_atomic(fs: pafs.FileSystem, path: str, payload: bytes) -> None:
+def write_bytes_atomic(
+    fs: pafs.FileSystem, path: str, payload: bytes, media_type: str = "application/octet-stream"
+) -> None:
     """Small non-Parquet files (e.g. the root's claim marker), same temp-then-move discipline."""
-    fs.create_dir(posixpath.dirname(path), recursive=True)
+    _make_parent(fs, path)
     tmp = tmp_path_for(path)
+    metadata = objectstore.checksummed_metadata(payload, media_type) if is_object_store(fs) else None
     try:
-        with fs.open_output_stream(tmp) as sink:
+        with fs.open_output_stream(tmp, metadata=metadata) as sink:
             sink.write(payload)
         fs.move(tmp, path)
     except BaseException:
         _remove_quietly(fs, tmp)
         raise
+
+
+def _make_parent(fs: pafs.FileSystem, path: str) -> None:
+    """Create the parent directory where directories exist; object stores have only keys, and
+    ``create_dir`` there would write one empty marker object per path level (and cost requests)."""
+    if not is_object_store(fs):
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+
+
+def is_object_store(fs: pafs.FileSystem) -> bool:
+    """True for S3/GCS filesystems (also when wrapped, e.g. ``s3+snapshot``): keys, no directories."""
+    return fs.type_name.removeprefix("py::").split("+")[0] in OBJECT_STORE_TYPES
 
 
 def _write_parquet(table: pa.Table, sink: pa.NativeFile) -> None:

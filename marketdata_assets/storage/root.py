@@ -10,19 +10,45 @@ Every path component is validated before it reaches a path: names (exchange, sym
 currency, dataset parts) must match ``^[A-Za-z0-9_-]+$``, days and months are built from
 :class:`datetime.date` objects, and the joined path is checked to stay inside the root. A symbol like
 ``../x`` or ``BTC/USDT`` is rejected with a :class:`InvalidNameError`, never joined.
+
+Month locks (:meth:`StorageRoot.lock`, held around every read-modify-write of a month file):
+
+* Local roots: ``fcntl.flock`` on ``_locks/<segments>.lock``. Excludes threads and processes on the
+  host (and hosts sharing the directory over a filesystem with working ``flock``).
+* Object stores with a lock database: a PostgreSQL session advisory lock (``pg_advisory_lock``) keyed
+  by a 64-bit hash of the object path, taken on a dedicated connection for the duration of the rewrite.
+  It excludes every process on every machine that uses the same database, and a writer that dies
+  releases its lock with its session (no stale leases to expire). The database is ``MARKETDATA_LOCK_DSN``
+  (a libpq DSN or ``postgresql://`` URL), else the Dagster instance's Postgres from ``DAGSTER_PG_HOST``,
+  ``DAGSTER_PG_PORT`` (5432), ``DAGSTER_PG_USER``, ``DAGSTER_PG_PASSWORD``, ``DAGSTER_PG_DB``, else the
+  ``lock_dsn`` argument of :meth:`StorageRoot.from_uri`. A configured database that cannot be reached is
+  an error, never a silent downgrade. Waiting is bounded (``lock_timeout``, default 300 s).
+* Object stores without a lock database: a lock that serialises the threads of one process only. S3
+  has no lock primitive pyarrow can use (conditional puts exist, but pyarrow does not expose them, and
+  a lease object needs expiry and fencing), so concurrent writers of the same month in different
+  processes could lose each other's days. In that configuration the writers of one
+  exchange/symbol/month must be serialised outside (the Dagster per-venue pools with limit 1, or a
+  single worker process); a warning is logged once per root.
+
+What S3 itself guarantees, and the writes rely on: an object appears whole or not at all (a PUT or a
+server-side copy is atomic per key), so readers never see half a file (see :mod:`.atomic`). A reader
+must still not mix two versions of one object across its range requests: the filesystem of an S3 root
+is wrapped in :class:`~marketdata_assets.storage.objectstore.SnapshotReads` for that.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import posixpath
 import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -30,6 +56,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from marketdata_assets.storage.atomic import write_bytes_atomic
+from marketdata_assets.storage.objectstore import SnapshotReads
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -38,6 +65,10 @@ _SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+(=[A-Za-z0-9_-]+)?|[A-Za-z0-9_-]+\.parq
 LOCKS_DIR = "_locks"
 CLAIM_FILE = "_root.json"
 DATA_FILE = "data.parquet"
+LOCK_DSN_ENV = "MARKETDATA_LOCK_DSN"
+DEFAULT_LOCK_TIMEOUT_S = 300.0
+
+log = logging.getLogger(__name__)
 
 
 class InvalidNameError(ValueError):
@@ -46,6 +77,10 @@ class InvalidNameError(ValueError):
 
 class StorageRootError(ValueError):
     """A storage root that cannot be used (unknown scheme, or data of the wrong kind already there)."""
+
+
+class StorageLockError(RuntimeError):
+    """A month lock that could not be taken (lock database unreachable, timeout) or was lost."""
 
 
 def validate_name(value: object, what: str) -> str:
@@ -117,10 +152,16 @@ class StorageRoot:
     base: str
     uri: str
     local: bool = False
+    # PostgreSQL DSN of the cross-process month locks of an object-store root (None: in-process only).
+    lock_dsn: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_uri(cls, uri: str | os.PathLike[str]) -> StorageRoot:
-        """A root from a plain path, ``file:///abs/path`` or ``s3://bucket/prefix``."""
+    def from_uri(cls, uri: str | os.PathLike[str], *, lock_dsn: str | None = None) -> StorageRoot:
+        """A root from a plain path, ``file:///abs/path`` or ``s3://bucket/prefix``.
+
+        ``lock_dsn`` (object stores only): the PostgreSQL database of the month locks; when None it is
+        taken from the environment (:func:`lock_dsn_from_env`); ``""`` means no lock database.
+        """
         text = os.fspath(uri)
         if not text.strip():
             raise StorageRootError("empty storage root")
@@ -133,7 +174,14 @@ class StorageRoot:
             path = str(Path(path).resolve())
             return cls(fs=fs, base=path, uri=text, local=True)
         if scheme == "s3":
-            return cls(fs=_s3_from_env(), base=_s3_base(text), uri=text.rstrip("/"), local=False)
+            dsn = lock_dsn_from_env() if lock_dsn is None else lock_dsn
+            return cls(
+                fs=pafs.PyFileSystem(SnapshotReads(_s3_from_env())),
+                base=_s3_base(text),
+                uri=text.rstrip("/"),
+                local=False,
+                lock_dsn=dsn or None,
+            )
         raise StorageRootError(
             f"unsupported storage root {text!r}: use a path, file:///... or s3://bucket/prefix"
         )
@@ -172,18 +220,25 @@ class StorageRoot:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
     @contextmanager
-    def lock(self, *segments: str) -> Iterator[None]:
+    def lock(self, *segments: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
         """Exclusive lock for a read-modify-write of the file at ``segments``.
 
         Local roots: ``fcntl.flock`` on ``<root>/_locks/<segments>.lock``, which excludes other threads and
         other processes on the same host (and hosts sharing the directory over a filesystem with working
-        ``flock``). Object stores have no such primitive: for them this lock only serialises threads of
-        one process; a cross-process guard (a conditional-write lease object) is a later issue.
+        ``flock``). Object stores: a PostgreSQL advisory lock when the root has a lock database
+        (``lock_dsn``), which excludes every process using that database; without one, only the threads
+        of this process are serialised (see the module docstring). ``timeout_s`` bounds the wait for the
+        advisory lock (:class:`StorageLockError` after it).
         """
         target = self.path(*segments)
         if not self.local:
             with _thread_lock(target):
-                yield
+                if self.lock_dsn:
+                    with _advisory_lock(self.lock_dsn, target, self.display(target), timeout_s):
+                        yield
+                else:
+                    _warn_process_local_lock(self.uri)
+                    yield
             return
         lock_path = Path(self.path(LOCKS_DIR, *segments[:-1])) / f"{segments[-1]}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +276,7 @@ class StorageRoot:
                 )
             return
         payload = json.dumps({"environment": environment, "synthetic": synthetic}, sort_keys=True).encode()
-        write_bytes_atomic(self.fs, self.path(CLAIM_FILE), payload)
+        write_bytes_atomic(self.fs, self.path(CLAIM_FILE), payload, media_type="application/json")
 
 
 @contextmanager
@@ -230,6 +285,117 @@ def _thread_lock(key: str) -> Iterator[None]:
         lock = _thread_locks.setdefault(key, threading.Lock())
     with lock:
         yield
+
+
+def lock_dsn_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The PostgreSQL DSN of the object-store month locks: ``MARKETDATA_LOCK_DSN``, else a DSN built from
+    the Dagster instance's ``DAGSTER_PG_*`` variables (when ``DAGSTER_PG_HOST`` is set), else None."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(LOCK_DSN_ENV, "").strip()
+    if explicit:
+        return explicit
+    host = env.get("DAGSTER_PG_HOST", "").strip()
+    if not host:
+        return None
+    parts = {
+        "host": host,
+        "port": env.get("DAGSTER_PG_PORT", "").strip() or "5432",
+        "dbname": env.get("DAGSTER_PG_DB", "").strip(),
+        "user": env.get("DAGSTER_PG_USER", "").strip(),
+        "password": env.get("DAGSTER_PG_PASSWORD", ""),
+    }
+    return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items() if v)
+
+
+def _libpq_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def advisory_lock_id(target: str) -> int:
+    """The signed 64-bit ``pg_advisory_lock`` key of an object path (blake2b of the path)."""
+    digest = hashlib.blake2b(f"marketdata_assets:{target}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def describe_dsn(dsn: str) -> str:
+    """``user@host:port/dbname`` of a DSN, for messages (never the password)."""
+    try:
+        from psycopg2.extensions import parse_dsn
+
+        info = parse_dsn(dsn)
+    except Exception:  # noqa: BLE001 - an unparsable DSN is reported as such, without its text
+        return "<unparsable lock DSN>"
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"{user}{info.get('host', 'localhost')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+
+
+@contextmanager
+def _advisory_lock(dsn: str, target: str, what: str, timeout_s: float) -> Iterator[None]:
+    """Hold ``pg_advisory_lock(advisory_lock_id(target))`` on a dedicated session while the body runs."""
+    import psycopg2
+    import psycopg2.errors
+
+    where = describe_dsn(dsn)
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=10, application_name="marketdata_assets month lock")
+    except psycopg2.Error as exc:
+        raise StorageLockError(
+            f"cannot reach the lock database {where} to lock {what}: {str(exc).strip()} "
+            f"(set {LOCK_DSN_ENV} or DAGSTER_PG_* to a reachable PostgreSQL, or unset them)"
+        ) from None
+    lock_id = advisory_lock_id(target)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(timeout_s * 1000))}ms",)
+            )
+            try:
+                cur.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+            except psycopg2.errors.LockNotAvailable:
+                raise StorageLockError(
+                    f"timed out after {timeout_s:g} s waiting for the month lock on {what} ({where}); "
+                    "another writer holds it"
+                ) from None
+        completed = False
+        try:
+            yield
+            completed = True
+        finally:
+            held = _release(conn, lock_id)
+        if completed and not held:
+            raise StorageLockError(
+                f"lost the month lock on {what} while writing (the session to {where} ended); another "
+                "writer may have rewritten the month at the same time: re-run this write"
+            )
+    finally:
+        conn.close()
+
+
+def _release(conn: object, lock_id: int) -> bool:
+    """Unlock; False when the lock was no longer held (the session broke) or unlocking failed."""
+    try:
+        with conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+            return bool(cur.fetchone()[0])
+    except Exception:  # noqa: BLE001 - closing the session releases the lock anyway
+        return False
+
+
+_warned_roots: set[str] = set()
+
+
+def _warn_process_local_lock(uri: str) -> None:
+    if uri in _warned_roots:
+        return
+    _warned_roots.add(uri)
+    log.warning(
+        "%s: no lock database (%s / DAGSTER_PG_HOST unset), so month rewrites are serialised within this "
+        "process only; concurrent writers of the same exchange/symbol/month in other processes must be "
+        "serialised by the Dagster per-venue pools",
+        uri,
+        LOCK_DSN_ENV,
+    )
 
 
 def _s3_base(uri: str) -> str:

@@ -17,7 +17,8 @@ All three are one mechanism, :class:`MonthlyDataset`: every row belongs to a UTC
 read-modify-write of the month file under an exclusive lock: rows of the written days are replaced,
 all other rows are kept, the result is sorted and written atomically. Re-writing the same days with
 the same rows gives a byte-identical file. The lock is ``fcntl.flock`` on ``_locks/...`` for local
-roots; object stores need a different guard (a later issue), see :meth:`StorageRoot.lock`.
+roots and a PostgreSQL advisory lock for object stores with a lock database (else in-process only);
+see :meth:`StorageRoot.lock` and :mod:`marketdata_assets.storage.root`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import pyarrow.fs as pafs
 import pytest
 
+from marketdata_assets.storage.objectstore import SnapshotReads
 from marketdata_assets.storage.raw import RAW_CANDLES, day_file_path, write_raw_candles
 from marketdata_assets.storage.root import (
     InvalidNameError,
@@ -56,10 +57,13 @@ def test_s3_root_takes_endpoint_and_credentials_from_the_environment(monkeypatch
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio123")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     root = StorageRoot.from_uri("s3://market-data/prod/")
-    assert isinstance(root.fs, pafs.S3FileSystem)
+    # The S3 filesystem, wrapped so that every read sees one version of an object.
+    assert isinstance(root.fs, pafs.PyFileSystem) and isinstance(root.fs.handler, SnapshotReads)
+    s3 = root.fs.handler.inner
+    assert isinstance(s3, pafs.S3FileSystem)
     assert root.base == "market-data/prod"
     assert not root.local
-    options = root.fs.__reduce__()[1][0]  # the constructor arguments pyarrow pickles
+    options = s3.__reduce__()[1][0]  # the constructor arguments pyarrow pickles
     assert options["endpoint_override"] == "127.0.0.1:9000"
     assert options["scheme"] == "http"
     assert options["access_key"] == "minio"
