@@ -51,10 +51,17 @@ def sim_settings(tmp_path: Path, server, *, max_retries: int = 5) -> LoadedSetti
 
 
 def run(
-    settings: LoadedSettings, keys: list[str], start: str, end: str, instance, *, checks: bool = True
+    settings: LoadedSettings,
+    keys: list[str],
+    start: str | None,
+    end: str | None,
+    instance,
+    *,
+    checks: bool = True,
 ) -> object:
-    """Materialise ``keys`` (user strings) for the partition range ``start``..``end``, with their
-    checks unless ``checks=False``."""
+    """Materialise ``keys`` (user strings) for the partition range ``start``..``end`` (None for
+    unpartitioned assets), with their checks unless ``checks=False``. ``start == end`` runs that one
+    partition the way the UI's "materialise partition" does (a partition tag, not a range)."""
     defs = build_definitions(settings)
     selection = AssetSelection.assets(*[AssetKey.from_user_string(k) for k in keys])
     if not checks:
@@ -64,7 +71,12 @@ def run(
         selection=selection,
         resources=defs.resources,
         instance=instance,
-        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        partition_key=start if start is not None and start == end else None,
+        tags=(
+            {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+            if start is not None and start != end
+            else {}
+        ),
         raise_on_error=False,
     )
 
