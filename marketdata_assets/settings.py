@@ -77,6 +77,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SharedRateLimitSettings(_Strict):
+    """The venue's per-IP budget shared by every process on this machine (``venues.limiter``)."""
+
+    enabled: bool = Field(
+        default=True, description="False: each process paces itself only (ccxt + rate_limit_ms)."
+    )
+    limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="The venue's allowance per window in its own units (Binance request weight, Bybit "
+        "requests, OKX history-candles requests, Deribit requests); None = the published limit. "
+        "The venue's other buckets scale alike.",
+    )
+    window_s: float | None = Field(default=None, gt=0, description="Window length; None = published.")
+    safety: float = Field(default=0.8, gt=0, le=1, description="Fraction of the limit we use.")
+
+
 class VenueSettings(_Strict):
     """One candle venue: what to fetch, from where, how fast."""
 
@@ -96,6 +113,7 @@ class VenueSettings(_Strict):
     )
     timeout_ms: int = Field(default=10_000, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
+    shared_rate_limit: SharedRateLimitSettings = Field(default_factory=SharedRateLimitSettings)
 
     @field_validator("symbols")
     @classmethod
@@ -126,6 +144,7 @@ class DvolSettings(_Strict):
     rate_limit_ms: float = Field(default=100.0, gt=0)
     timeout_ms: int = Field(default=10_000, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
+    shared_rate_limit: SharedRateLimitSettings = Field(default_factory=SharedRateLimitSettings)
     minute_history_days: int = Field(
         default=30,
         ge=0,
