@@ -25,6 +25,9 @@ DEFINITIONS_MODULE = "marketdata_assets.definitions"
 DVOL_VENUE = "deribit"
 
 
+LAYERS = ("served", "raw")
+
+
 class BackfillError(ValueError):
     """A backfill request that cannot be planned (unknown venue/symbol, dates outside the partitions)."""
 
@@ -38,6 +41,11 @@ class PlannedRun:
     instrument: str  # unified symbol or currency
     start: date
     end: date  # inclusive
+    downstream: tuple[tuple[str, ...], ...] = ()  # assets computed from asset_path in the same run
+
+    @property
+    def asset_paths(self) -> list[tuple[str, ...]]:
+        return [self.asset_path, *self.downstream]
 
     @property
     def days(self) -> int:
@@ -77,9 +85,21 @@ def plan_backfill(
     start: date | None = None,
     end: date | None = None,
     now: datetime | None = None,
+    layers: str = "served",
 ) -> list[PlannedRun]:
-    """The runs for ``venues`` x ``symbols`` x ``[start, end]`` (all configured ones by default)."""
+    """The runs for ``venues`` x ``symbols`` x ``[start, end]`` (all configured ones by default).
+
+    ``layers="served"`` (default): each run fetches the raw days and computes everything downstream
+    (validated 1m, gaps, 5m..1d; DVOL 1m/1h) with their checks. ``"raw"``: fetch only.
+    """
+    from marketdata_assets.assets.dvol import DVOL_TIMEFRAMES, dvol_key
     from marketdata_assets.assets.raw import DVOL_RAW_KEY, raw_candles_key
+    from marketdata_assets.assets.resampled import resampled_key
+    from marketdata_assets.assets.validated import gaps_key, validated_candles_key
+    from marketdata_assets.transform.resample import TIMEFRAMES
+
+    if layers not in LAYERS:
+        raise BackfillError(f"unknown layers {layers!r}; expected one of {', '.join(LAYERS)}")
 
     latest = latest_closed_day(now)
     end = end or latest
@@ -118,7 +138,14 @@ def plan_backfill(
             raise BackfillError(
                 f"{venue} partitions start on {first_day} (start_date in {settings.path}); got --start {start}"
             )
-        runs += [PlannedRun(venue, tuple(path), inst, start, end) for inst in instruments]
+        downstream: tuple[tuple[str, ...], ...] = ()
+        if layers == "served" and venue == DVOL_VENUE:
+            downstream = tuple(tuple(dvol_key(tf).path) for tf in DVOL_TIMEFRAMES)
+        elif layers == "served":
+            keys = [validated_candles_key(venue), gaps_key(venue)]
+            keys += [resampled_key(venue, tf) for tf in TIMEFRAMES]
+            downstream = tuple(tuple(k.path) for k in keys)
+        runs += [PlannedRun(venue, tuple(path), inst, start, end, downstream) for inst in instruments]
     if wanted is not None and wanted - matched:
         configured = sorted({s for v in settings.venues.values() for s in v.symbols})
         raise BackfillError(
@@ -259,6 +286,7 @@ def _run_from_json(data: dict) -> PlannedRun:
         data["instrument"],
         date.fromisoformat(data["start"]),
         date.fromisoformat(data["end"]),
+        tuple(tuple(path) for path in data.get("downstream", ())),
     )
 
 
@@ -295,16 +323,16 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
 
     from marketdata_assets.definitions import defs
 
-    key = AssetKey(list(planned.asset_path))
-    job_def = defs.get_repository_def().get_implicit_job_def_for_assets([key])
-    assert job_def is not None, f"no implicit job holds {key.to_user_string()}"
+    keys = [AssetKey(list(path)) for path in planned.asset_paths]
+    job_def = defs.get_repository_def().get_implicit_job_def_for_assets(keys)
+    assert job_def is not None, f"no implicit job holds {keys[0].to_user_string()}"
     recon_repo = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs")
     recon_job = ReconstructableJob(repository=recon_repo, job_name=job_def.name)
     try:
         result = execute_job(
             job=recon_job,
             instance=instance,
-            asset_selection=[key],
+            asset_selection=keys,  # with their asset checks
             tags=planned.range_tags(),
             # The terminal shows our progress bar; the full event log still goes to the instance (UI).
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
@@ -316,6 +344,33 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+    return RunResult(planned, result.run_id, result.success, error)
+
+
+def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - DagsterInstance
+    """Materialise ``serving/catalog`` (compaction + inventory) in one run; None if not defined."""
+    from dagster import DagsterInstance, execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+
+    from marketdata_assets.assets.catalog import CATALOG_KEY
+    from marketdata_assets.definitions import defs
+
+    job_def = defs.get_repository_def().get_implicit_job_def_for_assets([CATALOG_KEY])
+    if job_def is None:
+        return None
+    recon_job = ReconstructableJob(
+        repository=ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs"), job_name=job_def.name
+    )
+    planned = PlannedRun("catalog", tuple(CATALOG_KEY.path), "-", date.today(), date.today())
+    result = execute_job(
+        job=recon_job,
+        instance=instance or DagsterInstance.get(),
+        asset_selection=[CATALOG_KEY],
+        tags={"marketdata/launched_by": "marketdata backfill"},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+    error = None if result.success else "catalog run failed; see the run in the UI"
     return RunResult(planned, result.run_id, result.success, error)
 
 

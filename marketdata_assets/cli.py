@@ -1,11 +1,14 @@
 """``marketdata``: the terminal entry point.
 
     marketdata backfill [--venue binance,bybit] [--symbols BTC/USDT,ETH/USDT] [--start 2024-01-01] [--end 2024-01-31]
+                        [--raw-only]
 
-Materialises the raw assets for those partitions through Dagster against the configured instance
-(``DAGSTER_HOME``; the runs appear in the UI), shows a progress bar, ends with a summary table, and
-exits non-zero when any partition failed, naming them. Dates are UTC days, both ends inclusive;
-both default to yesterday (the latest closed day).
+Materialises those partitions through Dagster against the configured instance (``DAGSTER_HOME``; the
+runs appear in the UI): one run per venue x symbol fetches the raw days and computes the validated 1m,
+the gap table and the 5m..1d candles (DVOL: 1m and 1h) with their checks; then one run refreshes
+``serving/catalog``. ``--raw-only`` fetches without computing anything downstream. Shows a progress bar
+(fetched partitions), ends with a summary table, and exits non-zero when any partition failed, naming
+them. Dates are UTC days, both ends inclusive; both default to yesterday (the latest closed day).
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--sequential", action="store_true", help="one venue at a time instead of in parallel"
     )
+    backfill.add_argument(
+        "--raw-only", action="store_true", help="fetch raw partitions only; compute nothing downstream"
+    )
     backfill.set_defaults(handler=_backfill)
     return parser
 
@@ -74,7 +80,13 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     if args.config:
         os.environ["MARKETDATA_CONFIG"] = str(Path(args.config).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
-    from marketdata_assets.backfill import BackfillError, execute_runs, plan_backfill, quiet_dagster_warnings
+    from marketdata_assets.backfill import (
+        BackfillError,
+        execute_runs,
+        plan_backfill,
+        quiet_dagster_warnings,
+        refresh_catalog,
+    )
     from marketdata_assets.settings import load_settings
 
     quiet_dagster_warnings()
@@ -82,7 +94,12 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     try:
         settings = load_settings()
         runs = plan_backfill(
-            settings, venues=_split(args.venues), symbols=_split(args.symbols), start=args.start, end=args.end
+            settings,
+            venues=_split(args.venues),
+            symbols=_split(args.symbols),
+            start=args.start,
+            end=args.end,
+            layers="raw" if getattr(args, "raw_only", False) else "served",
         )
     except (SettingsError, BackfillError) as exc:
         print(f"marketdata backfill: {exc}", file=err)
@@ -99,6 +116,12 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     results = execute_runs(runs, on_partition=bar.update, parallel_venues=not args.sequential)
     bar.finish()
     print(summary_table(results), file=out)
+    if not getattr(args, "raw_only", False):
+        catalog = refresh_catalog()
+        if catalog is not None and catalog.success:
+            print(f"Catalog refreshed (run {catalog.run_id[:8] if catalog.run_id else '-'}).", file=out)
+        elif catalog is not None:
+            results.append(catalog)
     failed = [o for r in results for o in r.outcomes if not o.ok]
     broken_runs = [r for r in results if not r.success and not any(not o.ok for o in r.outcomes)]
     if failed or broken_runs:

@@ -2,7 +2,8 @@
 
 Per candle venue: ``<venue>/ohlcv_1m_raw`` -> ``<venue>/ohlcv_1m`` + ``<venue>/gaps`` (validated) ->
 ``<venue>/ohlcv_5m|15m|1h|4h|1d`` (served), with partitioned checks on the raw and validated layers.
-DVOL: ``deribit/dvol_raw`` -> ``deribit/dvol_1m`` + ``deribit/dvol_1h``. Settings come from the
+DVOL: ``deribit/dvol_raw`` -> ``deribit/dvol_1m`` + ``deribit/dvol_1h``. Reference data:
+``<venue>/instruments``; the served layer's inventory: ``serving/catalog``. Settings come from the
 environment (see :mod:`marketdata_assets.settings`); a bad config file makes loading fail with one error
 naming the file and key.
 """
@@ -16,6 +17,7 @@ from marketdata_assets.assets.catalog import build_catalog_asset
 from marketdata_assets.assets.checks import build_candle_checks, build_dvol_checks
 from marketdata_assets.assets.dvol import build_dvol_served_assets
 from marketdata_assets.assets.raw import build_dvol_raw_asset, build_raw_candle_asset
+from marketdata_assets.assets.reference import build_reference_assets
 from marketdata_assets.assets.resampled import build_resampled_assets
 from marketdata_assets.assets.validated import build_validated_assets
 from marketdata_assets.settings import LoadedSettings, load_settings
@@ -34,6 +36,7 @@ def build_definitions(settings: LoadedSettings) -> Definitions:
     if settings.dvol is not None:
         assets += [build_dvol_raw_asset(settings), build_dvol_served_assets(settings)]
         checks += build_dvol_checks(settings)
+    assets += build_reference_assets(settings)
     assets.append(build_catalog_asset(settings))
     # In-process: a run's steps share one process, so ccxt/pandas/pandera are imported once per run
     # (the multiprocess executor re-imports them for every step: ~11 s vs ~5.6 s per run measured).

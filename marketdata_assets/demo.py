@@ -4,7 +4,10 @@
 2. runs ``marketdata backfill`` for the last 7 closed UTC days of the whole ``demo`` universe,
    with the ``demo`` settings (every venue pointed at the simulator; data root ``data/demo``,
    marked synthetic so it can never be mistaken for, or mixed into, real data);
-3. prints the summary and where the files are, stops the simulator, exits with the backfill's status.
+   (raw -> validated 1m + gaps -> 5m..1d, DVOL 1m/1h, with their checks, then the catalog);
+3. reads the served candles back through :class:`~marketdata_assets.client.MarketDataClient` the way a
+   backtest would, prints what is available and a sample, stops the simulator, exits with the
+   backfill's status (or 1 if the read-back finds a venue or timeframe missing).
 
 The demo keeps its own Dagster instance under the demo data root, so synthetic runs never appear as
 materialisations of the real pipeline. To browse them in the UI afterwards: ``make demo-ui``.
@@ -80,10 +83,42 @@ def main() -> int:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    if status == 0:
+        status = read_back(settings.storage_root, start, end, settings.venues)
     print()
     print(f"Demo data (synthetic) : {settings.storage_root}")
     print(f"Demo Dagster instance : {home}   (browse it: make demo-ui)")
     return status
+
+
+def read_back(root: str, start, end, venues) -> int:  # noqa: ANN001 - dates, venue settings
+    """What a backtest sees: every venue x timeframe of the demo through the client."""
+    import pandas as pd
+
+    from marketdata_assets.client import MarketDataClient
+    from marketdata_assets.transform.resample import TIMEFRAMES
+
+    client = MarketDataClient(root=root)
+    print("\nServed data (MarketDataClient.available()):")
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        print(client.available().to_string(index=False))
+    missing = []
+    stop = end + timedelta(days=1)
+    for venue, cfg in venues.items():
+        for timeframe in ("1m", *TIMEFRAMES):
+            for symbol in cfg.symbols:
+                frame = client.get_historical_data(
+                    symbol, venue, timeframe, start.isoformat(), stop.isoformat()
+                )
+                if frame.empty:
+                    missing.append(f"{venue} {symbol} {timeframe}")
+    sample = client.get_historical_data("BTC/USDT", "bybit", "1h", start.isoformat(), stop.isoformat())
+    print("\nclient.get_historical_data('BTC/USDT', 'bybit', '1h', ...).tail(3):")
+    print(sample.tail(3).to_string())
+    if missing:
+        print(f"\nMissing from the served layer: {', '.join(missing)}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

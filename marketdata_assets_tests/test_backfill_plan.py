@@ -45,6 +45,27 @@ def test_one_run_per_venue_symbol_over_the_range(settings) -> None:
     assert runs[0].range_tags()["dagster/asset_partition_range_end"] == "2024-01-31|BTCUSDT"
 
 
+def test_a_run_computes_the_served_layer_unless_raw_only(settings) -> None:
+    (run,) = plan_backfill(settings, venues=["okx"], symbols=["BTC/USDT"], now=NOW)
+    paths = ["/".join(p) for p in run.asset_paths]
+    assert paths == [
+        "okx/ohlcv_1m_raw",
+        "okx/ohlcv_1m",
+        "okx/gaps",
+        *(f"okx/ohlcv_{tf}" for tf in ("5m", "15m", "1h", "4h", "1d")),
+    ]
+    (dvol, _) = plan_backfill(settings, venues=["deribit"], now=NOW)
+    assert ["/".join(p) for p in dvol.asset_paths] == [
+        "deribit/dvol_raw",
+        "deribit/dvol_1m",
+        "deribit/dvol_1h",
+    ]
+    (raw,) = plan_backfill(settings, venues=["okx"], symbols=["BTC/USDT"], now=NOW, layers="raw")
+    assert raw.asset_paths == [("okx", "ohlcv_1m_raw")]
+    with pytest.raises(BackfillError, match="unknown layers 'gold'"):
+        plan_backfill(settings, now=NOW, layers="gold")
+
+
 def test_dvol_keys_order_currency_first(settings) -> None:
     (run, _) = plan_backfill(
         settings, venues=["deribit"], start=date(2024, 1, 1), end=date(2024, 1, 2), now=NOW

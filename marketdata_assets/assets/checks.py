@@ -231,7 +231,7 @@ def emit_checks(
                 )
             )
     for name, partitions in failed.items():
-        context.log.warning(
+        context.log.info(
             f"{asset_key.to_user_string()} {name}: {len(partitions)} of {len(outcomes)} partitions fail: "
             + ", ".join(partitions[:20])
         )
