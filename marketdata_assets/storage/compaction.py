@@ -13,6 +13,9 @@ still be found there:
 
 Files that cannot be merged (unreadable, foreign schema, rows of another month) are reported and
 left where they are, never deleted.
+
+On S3, "most recent" is the objects' ``LastModified``, which S3 keeps to the second: a leftover written
+in the same second as ``data.parquet`` ties, and the tie goes to ``data.parquet``.
 """
 
 from __future__ import annotations

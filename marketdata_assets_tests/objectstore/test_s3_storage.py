@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marketdata_assets.storage import atomic
+from marketdata_assets.storage import atomic, objectstore
 from marketdata_assets.storage.catalog import connect, inventory
 from marketdata_assets.storage.compaction import compact
 from marketdata_assets.storage.raw import (
@@ -276,3 +276,23 @@ def test_a_missing_bucket_is_a_clear_error(s3_env):
     root = StorageRoot.from_uri("s3://no-such-bucket/prefix")
     with pytest.raises(OSError, match="no-such-bucket"):
         write_raw_candles(root, "binance", "BTCUSDT", DAY, minute_candles(DAY))
+
+
+def test_catalog_partition_filters_fetch_only_the_matching_month_objects(s3_env, s3_root_uri, monkeypatch):
+    root = StorageRoot.from_uri(s3_root_uri)
+    for day in (date(2024, 1, 15), date(2024, 2, 15), date(2024, 3, 15)):
+        for exchange in ("binance", "okx"):
+            write_served_days(root, "1h", exchange, "BTCUSDT", {day: hourly_candles(day)})
+    fetched: list[str] = []
+    real = objectstore.read_snapshot
+    monkeypatch.setattr(
+        objectstore, "read_snapshot", lambda fs, path: (fetched.append(path), real(fs, path))[1]
+    )
+    con = connect(root)
+    count = con.execute(
+        "SELECT count(*) FROM candles WHERE exchange = 'okx' AND month = '2024-02'"
+    ).fetchone()
+    assert count == (24,)
+    assert [p.split(f"{_prefix(s3_root_uri)}/")[1] for p in fetched] == [
+        "candles/timeframe=1h/exchange=okx/symbol=BTCUSDT/month=2024-02/data.parquet"
+    ]
