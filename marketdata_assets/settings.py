@@ -211,6 +211,76 @@ class QualitySettings(_Strict):
         return self.outage_min_minutes_by_symbol.get(symbol, self.outage_min_minutes)
 
 
+_CRON_FIELD_RE = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
+
+
+class AutomationSettings(_Strict):
+    """The nightly schedules and the gap backfill sensor (``automation:`` in the config file)."""
+
+    running: bool = Field(
+        default=False,
+        description="True: the schedules and sensors start with the daemon (DefaultScheduleStatus / "
+        "DefaultSensorStatus RUNNING); false: they are defined but stopped until started in the UI or "
+        "with `dagster schedule start` / `dagster sensor start`. A toggle in the UI overrides this.",
+    )
+    nightly_cron: str = Field(
+        default="15 0 * * *",
+        description="When (UTC) the nightly schedules materialise yesterday, raw through served: "
+        "shortly after midnight plus a safety delay for the venues to close the day.",
+    )
+    lookback_days: int = Field(
+        default=30,
+        ge=1,
+        le=3660,
+        description="How many closed days back the gap sensor re-fetches days whose validated data has "
+        "an outage gap (and looks for missing or failed days when history_backfill is false).",
+    )
+    history_backfill: bool = Field(
+        default=True,
+        description="True: missing or failed days anywhere from start_date on are backfilled too (a new "
+        "symbol, an earlier start_date); false: only inside the lookback window.",
+    )
+    backfill_order: Literal["newest_first", "oldest_first"] = "newest_first"
+    sensor_interval_s: int = Field(
+        default=120, ge=1, description="Minimum seconds between two evaluations of the gap sensor."
+    )
+    nightly_grace_minutes: int = Field(
+        default=120,
+        ge=0,
+        description="Minutes after midnight UTC during which the gap sensor leaves the day that just "
+        "closed to the nightly schedule.",
+    )
+    max_days_per_run: int = Field(
+        default=31, ge=1, le=366, description="Days per backfill run (one run spans days x symbols)."
+    )
+    max_runs_per_tick: int = Field(default=6, ge=1, description="Runs one sensor evaluation may request.")
+    max_runs_in_flight_per_venue: int = Field(
+        default=1,
+        ge=1,
+        description="The sensor requests nothing for a venue while this many of its runs are queued or "
+        "running (the venue pool runs them one at a time anyway).",
+    )
+    retry_base_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        description="Backoff before re-requesting a day the sensor already requested: base x 2^(tries-1).",
+    )
+    max_tries: int = Field(
+        default=6,
+        ge=1,
+        description="After this many requests for one day the sensor gives up on it and records "
+        "'still missing after N tries' (an observation on the raw partition and the sensor log).",
+    )
+
+    @field_validator("nightly_cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD_RE.match(f) for f in fields):
+            raise ValueError(f"expected a cron string with 5 fields like '15 0 * * *', got {value!r}")
+        return value
+
+
 class Settings(_Strict):
     environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     synthetic: bool = Field(
@@ -221,6 +291,7 @@ class Settings(_Strict):
     venues: dict[Literal["binance", "bybit", "okx"], VenueSettings] = Field(min_length=1)
     dvol: DvolSettings | None = None
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
 
     @model_validator(mode="after")
     def _synthetic_needs_overrides(self) -> Settings:
@@ -255,6 +326,10 @@ class LoadedSettings:
     @property
     def quality(self) -> QualitySettings:
         return self.settings.quality
+
+    @property
+    def automation(self) -> AutomationSettings:
+        return self.settings.automation
 
     @property
     def dvol(self) -> DvolSettings | None:
