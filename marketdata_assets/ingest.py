@@ -48,6 +48,11 @@ class PartitionOutcome:
     resolution_s: int | None = None
     elapsed_s: float = 0.0
     error: str | None = None
+    # a re-fetch of a stored day: candles whose values changed (new values stored), candles new to
+    # the day, and the largest relative price change
+    revised_candles: int = 0
+    added_candles: int = 0
+    max_rel_price_revision: float = 0.0
 
     @property
     def key(self) -> str:
@@ -138,6 +143,11 @@ def _ingest(
             info = writer(symbol_key(instrument), day, result)
             outcome.bytes = int(info.bytes)
             outcome.path = str(info.path)
+            revision = getattr(info, "revision", None)
+            if revision is not None:
+                outcome.revised_candles = revision.revised
+                outcome.added_candles = revision.added
+                outcome.max_rel_price_revision = revision.max_rel_price_change
             outcome.ok = True
         except Exception as exc:  # noqa: BLE001 - every failure is reported per partition
             outcome.error = f"{type(exc).__name__}: {exc}"

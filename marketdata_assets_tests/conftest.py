@@ -8,16 +8,30 @@
   order tests run in cannot trip a limit; do not add faults to it).
 
 Each server exposes ``.url``, ``.venue_base_url(venue)``, ``.stats()`` and the fault API.
+
+Every test also gets its own shared rate-limit state directory (``MARKETDATA_STATE_DIR``, inherited
+by the processes it starts): the sources book every request in a machine-wide state file
+(``venues/limiter.py``), and a ban recorded by one test against a simulator port must not outlive the
+test and block a later simulator that happens to get the same ephemeral port.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marketdata_assets.simulator import SimulatorConfig, SimulatorServer
+from marketdata_assets.venues.limiter import STATE_DIR_ENV
+
+
+@pytest.fixture(autouse=True)
+def isolated_limiter_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path_factory.mktemp("limiter-state")
+    monkeypatch.setenv(STATE_DIR_ENV, str(state))
+    return state
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
         ),
     )
     def raw_candles(context: AssetExecutionContext) -> MaterializeResult:
-        from marketdata_assets.storage.raw import write_raw_candles
+        from marketdata_assets.storage.revisions import store_raw_candles
 
         items = [
             (cfg.symbol_for_key(symbol), day)
@@ -73,7 +73,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
             cfg,
             lambda source, on_partition: ingest_candle_days(
                 source,
-                lambda key, day, fetched: write_raw_candles(root, venue, key, day, fetched.frame),
+                lambda key, day, fetched: store_raw_candles(root, venue, key, day, fetched.frame),
                 venue,
                 items,
                 progress=on_partition,
@@ -129,6 +129,7 @@ def _ingest_range(
     context: AssetExecutionContext, venue: str, cfg: Any, ingest: Any, **source_kwargs: Any
 ) -> list:
     """One client for the venue for the whole run; ``ingest(source, on_partition)`` does the work."""
+    from marketdata_assets.venues.limiter import limiter_from_settings
     from marketdata_assets.venues.registry import get_source
 
     source = get_source(
@@ -137,6 +138,7 @@ def _ingest_range(
         rate_limit_ms=cfg.rate_limit_ms,
         timeout_ms=cfg.timeout_ms,
         max_retries=cfg.max_retries,
+        shared_limiter=limiter_from_settings(venue, cfg),
         **source_kwargs,
     )
     try:
@@ -179,6 +181,10 @@ def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
     }
     if outcome.resolution_s is not None:
         metadata["resolution_seconds"] = MetadataValue.int(outcome.resolution_s)
+    if outcome.venue != "deribit":
+        metadata["revised_candles"] = MetadataValue.int(outcome.revised_candles)
+        metadata["added_candles"] = MetadataValue.int(outcome.added_candles)
+        metadata["max_rel_price_revision"] = MetadataValue.float(outcome.max_rel_price_revision)
     return metadata
 
 
@@ -186,12 +192,13 @@ def range_metadata(outcomes: Sequence[PartitionOutcome]) -> dict[str, Any]:
     """Totals over a run's partitions plus one table row per partition."""
     if len(outcomes) == 1:
         return outcome_metadata(outcomes[0])
-    header = "| partition | rows | first | last | missing min | duplicates | requests | retries | bytes |"
-    lines = [header, "|" + "---|" * 9]
+    header = "| partition | rows | first | last | missing min | duplicates | revised | requests | retries | bytes |"
+    lines = [header, "|" + "---|" * 10]
     for o in outcomes:
         lines.append(
             f"| {o.day} {o.instrument} | {o.rows} | {o.first_timestamp or '-'} | {o.last_timestamp or '-'} "
-            f"| {o.missing_minutes} | {o.duplicates} | {o.requests} | {o.retries} | {o.bytes} |"
+            f"| {o.missing_minutes} | {o.duplicates} | {o.revised_candles} | {o.requests} | {o.retries} "
+            f"| {o.bytes} |"
         )
     return {
         "partitions": MetadataValue.int(len(outcomes)),
@@ -201,6 +208,8 @@ def range_metadata(outcomes: Sequence[PartitionOutcome]) -> dict[str, Any]:
         "requests": MetadataValue.int(sum(o.requests for o in outcomes)),
         "retries": MetadataValue.int(sum(o.retries for o in outcomes)),
         "bytes": MetadataValue.int(sum(o.bytes for o in outcomes)),
+        "revised_candles": MetadataValue.int(sum(o.revised_candles for o in outcomes)),
+        "added_candles": MetadataValue.int(sum(o.added_candles for o in outcomes)),
         "source_url": MetadataValue.text(outcomes[0].source_url if outcomes else ""),
         "per_partition": MetadataValue.md("\n".join(lines)),
     }

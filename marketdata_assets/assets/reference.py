@@ -21,6 +21,7 @@ from dagster import (
     asset,
 )
 
+from marketdata_assets.assets.common import storage_root
 from marketdata_assets.settings import LoadedSettings
 
 REFERENCE_GROUP = "reference"
@@ -51,8 +52,8 @@ def build_instruments_asset(settings: LoadedSettings, venue: str) -> AssetsDefin
     )
     def instruments(context: AssetExecutionContext) -> MaterializeResult:
         from marketdata_assets.storage.reference import write_instruments
-        from marketdata_assets.storage.root import StorageRoot
         from marketdata_assets.venues.instruments import UniverseError, load_instruments, validate_universe
+        from marketdata_assets.venues.limiter import limiter_from_settings
 
         fetched = load_instruments(
             venue,
@@ -60,10 +61,10 @@ def build_instruments_asset(settings: LoadedSettings, venue: str) -> AssetsDefin
             timeout_ms=cfg.timeout_ms,
             rate_limit_ms=cfg.rate_limit_ms,
             max_retries=cfg.max_retries,
+            shared_limiter=limiter_from_settings(venue, cfg),
         )
         frame = fetched.frame
-        root = StorageRoot.from_uri(settings.storage_root)
-        root.claim(synthetic=settings.synthetic, environment=settings.environment)
+        root = storage_root(settings)
         written = write_instruments(root, venue, frame)
         metadata = _metadata(frame, cfg.symbols)
         metadata.update(

@@ -171,3 +171,30 @@ def test_the_client_reads_every_venue_and_timeframe_after_a_pipeline_run(tmp_pat
     assert daily["high"] == minutes["high"].max() and daily["low"] == minutes["low"].min()
     assert daily["volume"] == pytest.approx(minutes["volume"].sum(), rel=1e-9)
     assert isinstance(minutes.index, pd.DatetimeIndex) and str(minutes.index.tz) == "UTC"
+
+
+def test_a_revised_day_is_stored_logged_and_served_again(tmp_path: Path, make_simulator) -> None:
+    from marketdata_assets.storage.revisions import read_revisions
+
+    sim = make_simulator(seed=4)
+    sim.add_fault("bybit:revised:factor=1.002")  # candles served once come back with a new close
+    settings = sim_settings(tmp_path, sim)
+    keys = ["bybit/ohlcv_1m_raw", "bybit/ohlcv_1m", "bybit/gaps"] + [
+        f"bybit/ohlcv_{tf}" for tf in ("5m", "15m", "1h", "4h", "1d")
+    ]
+    root = StorageRoot.from_uri(settings.storage_root)
+    partition = "2024-03-05|BTCUSDT"
+    with instance_for_test() as instance:
+        assert run(settings, keys, partition, partition, instance).success
+        before = read_served_candles(root, "1d", "bybit", "BTCUSDT")
+        assert run(settings, keys, partition, partition, instance).success
+        records = instance.fetch_materializations(AssetKey(["bybit", "ohlcv_1m_raw"]), limit=2).records
+        latest, first = (r.asset_materialization.metadata for r in records)
+    assert first["revised_candles"].value == 0
+    assert latest["revised_candles"].value == 1440 and latest["added_candles"].value == 0
+    assert latest["max_rel_price_revision"].value == pytest.approx(0.002, rel=0.05)
+    log = read_revisions(root, "bybit", "BTCUSDT")
+    assert list(log["revised"]) == [1440] and log["day"].iloc[0] == date(2024, 3, 5)
+    # downstream was recomputed from the new values in the same run
+    after = read_served_candles(root, "1d", "bybit", "BTCUSDT")
+    assert after["close"].iloc[0] == pytest.approx(before["close"].iloc[0] * 1.002, rel=1e-4)

@@ -1,0 +1,101 @@
+"""Storing a re-fetched raw day: the new values win, stored candles are never lost, revisions are logged.
+
+The revisions table is one small file per revised day, appended to on every revision found::
+
+    revisions/ohlcv_1m/exchange=binance/symbol=BTCUSDT/date=2024-01-01/data.parquet
+        detected_at, revised, added, missing_in_refetch, max_abs_price_change, max_rel_price_change,
+        first_revised, last_revised
+
+Query it with DuckDB: ``read_parquet('<root>/revisions/ohlcv_1m/**/data.parquet', hive_partitioning=true)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import pyarrow as pa
+
+from marketdata_assets.quality.revisions import Revision, merge_refetch
+from marketdata_assets.storage.raw import (
+    DayDataset,
+    list_days,
+    read_day_file,
+    read_raw_candles,
+    write_day_file,
+    write_raw_candles,
+)
+from marketdata_assets.storage.root import StorageRoot
+from marketdata_assets.storage.schemas import UTC_MS
+
+REVISIONS_SCHEMA = pa.schema(
+    [
+        pa.field("detected_at", UTC_MS),
+        pa.field("revised", pa.int32()),
+        pa.field("added", pa.int32()),
+        pa.field("missing_in_refetch", pa.int32()),
+        pa.field("max_abs_price_change", pa.float64()),
+        pa.field("max_rel_price_change", pa.float64()),
+        pa.field("first_revised", UTC_MS),
+        pa.field("last_revised", UTC_MS),
+    ]
+)
+REVISIONS = DayDataset("revisions/ohlcv_1m", ("exchange", "symbol"), REVISIONS_SCHEMA, rows_within_day=False)
+
+
+@dataclass(frozen=True)
+class RawWrite:
+    """Where a raw day went and, when the day was stored before, what the re-fetch changed."""
+
+    path: str
+    rows: int
+    bytes: int
+    revision: Revision | None = None
+
+
+def store_raw_candles(
+    root: StorageRoot,
+    exchange: str,
+    symbol_key: str,
+    day: date,
+    fetched: pd.DataFrame,
+    *,
+    now: pd.Timestamp | None = None,
+) -> RawWrite:
+    """Write a fetched day; if one is stored already, merge (new values win, nothing stored is lost)
+    and log a revision row when candles were revised or added."""
+    try:
+        stored = read_raw_candles(root, exchange, symbol_key, day)
+    except FileNotFoundError:
+        info = write_raw_candles(root, exchange, symbol_key, day, fetched)
+        return RawWrite(info.path, info.rows, info.bytes)
+    merged = merge_refetch(stored, fetched)
+    info = write_raw_candles(root, exchange, symbol_key, day, merged.frame)
+    if merged.revision.changed:
+        detected = (now or pd.Timestamp.now(tz="UTC")).floor("ms")
+        record_revision(root, exchange, symbol_key, day, merged.revision.as_row(detected))
+    return RawWrite(info.path, info.rows, info.bytes, merged.revision)
+
+
+def record_revision(root: StorageRoot, exchange: str, symbol_key: str, day: date, row: dict) -> None:
+    keys = {"exchange": exchange, "symbol": symbol_key}
+    new = pd.DataFrame([row])
+    for column in ("detected_at", "first_revised", "last_revised"):
+        new[column] = pd.to_datetime(new[column], utc=True).astype("datetime64[ms, UTC]")
+    try:
+        frame = pd.concat([read_day_file(root, REVISIONS, keys, day), new], ignore_index=True)
+    except FileNotFoundError:
+        frame = new
+    write_day_file(root, REVISIONS, keys, day, frame)
+
+
+def read_revisions(root: StorageRoot, exchange: str, symbol_key: str) -> pd.DataFrame:
+    """Every revision logged for one series, with a ``day`` column, oldest day first."""
+    keys = {"exchange": exchange, "symbol": symbol_key}
+    frames = [
+        read_day_file(root, REVISIONS, keys, day).assign(day=day) for day in list_days(root, REVISIONS, keys)
+    ]
+    if not frames:
+        return pd.DataFrame(columns=[*REVISIONS_SCHEMA.names, "day"])
+    return pd.concat(frames, ignore_index=True)
