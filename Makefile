@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test lint format dev sim demo demo-ui
+.PHONY: help install test lint format dev sim demo demo-ui up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,3 +41,10 @@ demo: install  ## the real pipeline end to end, offline, against the simulator
 
 demo-ui: install  ## the Dagster UI over the demo's own instance and synthetic data (after make demo)
 	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo $(PY) dagster dev -w workspace.yaml
+
+up:  ## the team stack in Docker: Postgres, code server, daemon, UI on :3000, MinIO (docs/team.md)
+	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker with the compose plugin"; exit 1; }
+	docker compose up -d --build
+
+down:  ## stop the team stack (volumes, so data and run history, are kept)
+	docker compose down
