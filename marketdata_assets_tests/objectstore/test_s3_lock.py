@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,23 +24,9 @@ from marketdata_assets.storage.served import CANDLES, candle_keys, read_served_c
 from marketdata_assets_tests.objectstore.workers import write_days
 from marketdata_assets_tests.storage.helpers import minute_candles
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 MAY = [date(2024, 5, d) for d in range(1, 13)]
 KEYS = candle_keys("1m", "binance", "BTCUSDT")
 SEGMENTS = CANDLES.month_segments(KEYS, "2024-05")
-
-
-@pytest.fixture(scope="module")
-def pg_dsn() -> str:
-    """The test database; a missing server fails in CI and skips elsewhere."""
-    try:
-        psycopg2.connect(PG_DSN).close()
-    except psycopg2.OperationalError as exc:
-        message = f"PostgreSQL on 127.0.0.1:5432 is not reachable: {str(exc).strip()}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return PG_DSN
 
 
 @pytest.fixture
