@@ -206,6 +206,11 @@ class QualitySettings(_Strict):
     failure_rows: int = Field(
         default=20, ge=1, le=500, description="How many failing rows a check shows in its metadata."
     )
+    max_staleness_hours: float = Field(
+        default=26,
+        gt=0,
+        description="The freshness check warns when a series' newest served 1m candle is older than this.",
+    )
 
     def outage_minutes_for(self, symbol: str) -> int:
         return self.outage_min_minutes_by_symbol.get(symbol, self.outage_min_minutes)

@@ -1,0 +1,137 @@
+"""Freshness checks: one per served 1m series family, flagging series whose newest candle is too old.
+
+``<venue>/ohlcv_1m:freshness`` and ``deribit/dvol_1m:freshness`` look at the newest served 1-minute
+row of every configured symbol (currency) and warn when it is older than
+``quality.max_staleness_hours`` (default 26 h: yesterday's last candle opens at 23:59 UTC, the nightly
+refresh runs shortly after midnight). They run with every materialisation of those assets and on their
+own every hour (``freshness_checks_schedule``), so a venue that stopped updating shows in the UI even
+when nothing materialises.
+"""
+
+from datetime import timedelta
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetSelection,
+    DefaultScheduleStatus,
+    ScheduleDefinition,
+    asset_check,
+    define_asset_job,
+)
+
+from marketdata_assets.assets.common import storage_root, to_metadata
+from marketdata_assets.assets.dvol import dvol_key
+from marketdata_assets.assets.validated import validated_candles_key
+from marketdata_assets.settings import LoadedSettings
+
+FRESHNESS_CHECK = "freshness"
+
+
+def _latest(root, dataset, keys: dict[str, str]) -> pd.Timestamp | None:  # noqa: ANN001
+    """Open time of the newest row of one served series (only its last month file is read)."""
+    from marketdata_assets.storage.served import read_range
+
+    months = dataset.months(root, keys)
+    if not months:
+        return None
+    frame = read_range(root, dataset, keys, start=pd.Timestamp(months[-1] + "-01", tz="UTC"))
+    return None if frame.empty else frame["timestamp"].max()
+
+
+def _check(settings: LoadedSettings, series: dict[str, tuple[object, dict[str, str]]]) -> AssetCheckResult:
+    from marketdata_assets.quality.freshness import freshness
+
+    root = storage_root(settings)
+    now = pd.Timestamp.now(tz="UTC")
+    max_lag = timedelta(hours=settings.quality.max_staleness_hours)
+    results = [
+        freshness(name, _latest(root, dataset, keys), now, max_lag)
+        for name, (dataset, keys) in series.items()
+    ]
+    stale = [r for r in results if not r.fresh]
+    lines = ["| series | newest candle (UTC) | age (h) | fresh |", "|---|---|---|---|"]
+    for r in results:
+        age = f"{r.lag.total_seconds() / 3600:.1f}" if r.lag is not None else "-"
+        lines.append(
+            f"| {r.series} | {r.latest.isoformat() if r.latest is not None else '-'} | {age} | {r.fresh} |"
+        )
+    description = (
+        f"all {len(results)} series newer than {settings.quality.max_staleness_hours:g} h"
+        if not stale
+        else f"{len(stale)} of {len(results)} series stale: " + "; ".join(r.describe() for r in stale)
+    )
+    return AssetCheckResult(
+        passed=not stale,
+        severity=AssetCheckSeverity.WARN,
+        description=description,
+        metadata=to_metadata(
+            {"stale_series": len(stale), "max_staleness_hours": settings.quality.max_staleness_hours}
+        )
+        | to_metadata({"series_md": "\n".join(lines)}),
+    )
+
+
+def build_freshness_checks(settings: LoadedSettings) -> list:
+    from marketdata_assets.storage.served import CANDLES, DVOL
+
+    checks = []
+    for venue, cfg in settings.venues.items():
+        series = {
+            f"{venue} {key}": (CANDLES, {"timeframe": "1m", "exchange": venue, "symbol": key})
+            for key in cfg.symbol_keys
+        }
+        checks.append(_candle_check(settings, venue, series))
+    if settings.dvol is not None:
+        dvol_series = {
+            f"deribit DVOL {currency}": (DVOL, {"timeframe": "1m", "currency": currency})
+            for currency in settings.dvol.currencies
+        }
+
+        @asset_check(
+            asset=dvol_key("1m"),
+            name=FRESHNESS_CHECK,
+            description="the newest served 1m DVOL point of every configured currency is recent",
+        )
+        def dvol_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
+            return _check(settings, dvol_series)
+
+        checks.append(dvol_fresh)
+    return checks
+
+
+def _candle_check(settings: LoadedSettings, venue: str, series: dict):  # noqa: ANN202
+    @asset_check(
+        asset=validated_candles_key(venue),
+        name=FRESHNESS_CHECK,
+        description=f"the newest served 1m candle of every configured {venue} symbol is recent",
+    )
+    def candles_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        return _check(settings, series)
+
+    return candles_fresh
+
+
+def freshness_check_keys(settings: LoadedSettings) -> list[AssetCheckKey]:
+    keys = [AssetCheckKey(validated_candles_key(venue), FRESHNESS_CHECK) for venue in settings.venues]
+    if settings.dvol is not None:
+        keys.append(AssetCheckKey(dvol_key("1m"), FRESHNESS_CHECK))
+    return keys
+
+
+def build_freshness_schedule(settings: LoadedSettings) -> ScheduleDefinition:
+    """Hourly evaluation of the freshness checks alone (no asset is materialised)."""
+    job = define_asset_job(
+        "freshness_checks", selection=AssetSelection.checks(*freshness_check_keys(settings))
+    )
+    return ScheduleDefinition(
+        name="freshness_checks_schedule",
+        job=job,
+        cron_schedule="5 * * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Evaluates the freshness checks every hour, so a stalled venue shows in the UI.",
+    )

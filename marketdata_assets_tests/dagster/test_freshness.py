@@ -1,0 +1,58 @@
+"""Freshness checks flag the series whose newest served candle is too old, by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetSelection, materialize
+from dagster._core.test_utils import instance_for_test
+
+from marketdata_assets.assets.freshness import build_freshness_checks, build_freshness_schedule
+from marketdata_assets.definitions import build_definitions
+from marketdata_assets.quality.freshness import freshness
+from marketdata_assets_tests.dagster.test_raw_ingestion_e2e import run, sim_settings
+
+
+def test_freshness_rule() -> None:
+    now = pd.Timestamp("2024-03-06T01:00Z")
+    assert freshness("s", pd.Timestamp("2024-03-05T23:59Z"), now, timedelta(hours=26)).fresh
+    stale = freshness("s", pd.Timestamp("2024-03-04T10:00Z"), now, timedelta(hours=26))
+    assert not stale.fresh and "39.0 h old" in stale.describe()
+    assert not freshness("s", None, now, timedelta(hours=26)).fresh
+
+
+@pytest.mark.e2e
+def test_a_stale_symbol_is_named_and_a_fresh_one_passes(tmp_path: Path, simulator) -> None:
+    settings = sim_settings(tmp_path, simulator)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    keys = ["okx/ohlcv_1m_raw", "okx/ohlcv_1m", "okx/gaps"]
+    defs = build_definitions(settings)
+    checks = build_freshness_checks(settings)
+    with instance_for_test() as instance:
+        # BTC is served up to yesterday 23:59, ETH only up to an old day
+        assert run(
+            settings, keys, f"{yesterday}|BTCUSDT", f"{yesterday}|BTCUSDT", instance, checks=False
+        ).success
+        assert run(settings, keys, "2024-03-05|ETHUSDT", "2024-03-05|ETHUSDT", instance, checks=False).success
+        result = materialize(
+            [*defs.assets, *checks],
+            selection=AssetSelection.checks(*[c for d in checks for c in d.check_keys]),
+            resources=defs.resources,
+            instance=instance,
+        )
+    okx = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] == "okx")
+    assert not okx.passed and okx.severity.value == "WARN"
+    assert "1 of 2 series stale: okx ETHUSDT: newest candle 2024-03-05T23:59:00+00:00" in okx.description
+    table = okx.metadata["series_md"].value
+    assert f"okx BTCUSDT | {yesterday}T23:59:00+00:00" in table
+    others = [e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] != "okx"]
+    assert others and all("nothing served yet" in e.description for e in others)
+
+
+def test_the_hourly_schedule_targets_only_the_freshness_checks(tmp_path: Path, simulator) -> None:
+    schedule = build_freshness_schedule(sim_settings(tmp_path, simulator))
+    assert schedule.cron_schedule == "5 * * * *"
+    assert schedule.job_name == "freshness_checks"
