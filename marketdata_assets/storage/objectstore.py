@@ -48,20 +48,22 @@ class ObjectChangedError(OSError):
     """An object kept changing while it was being read."""
 
 
-class SnapshotReads(pafs.FileSystemHandler):
-    """A :class:`pyarrow.fs.FileSystemHandler` that reads whole objects in one GET (see the module doc)."""
+class DelegatingHandler(pafs.FileSystemHandler):
+    """A :class:`pyarrow.fs.FileSystemHandler` passing every call to ``inner``; subclasses change reads."""
+
+    type_name = "delegating"
 
     def __init__(self, inner: pafs.FileSystem) -> None:
         self.inner = inner
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SnapshotReads) and other.inner.equals(self.inner)
+        return type(other) is type(self) and other.inner.equals(self.inner)
 
     def __ne__(self, other: object) -> bool:
         return not self == other
 
     def get_type_name(self) -> str:
-        return f"{self.inner.type_name}+snapshot"
+        return f"{self.inner.type_name}+{self.type_name}"
 
     def normalize_path(self, path: str) -> str:
         return self.inner.normalize_path(path)
@@ -82,7 +84,7 @@ class SnapshotReads(pafs.FileSystemHandler):
         self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self) -> None:
-        raise OSError("refusing to delete the contents of the whole object store")
+        raise OSError("refusing to delete the contents of the whole filesystem")
 
     def delete_file(self, path: str) -> None:
         self.inner.delete_file(path)
@@ -94,16 +96,28 @@ class SnapshotReads(pafs.FileSystemHandler):
         self.inner.copy_file(src, dest)
 
     def open_input_stream(self, path: str) -> pa.NativeFile:
-        return pa.BufferReader(read_snapshot(self.inner, path))
+        return self.inner.open_input_stream(path)
 
     def open_input_file(self, path: str) -> pa.NativeFile:
-        return pa.BufferReader(read_snapshot(self.inner, path))
+        return self.inner.open_input_file(path)
 
     def open_output_stream(self, path: str, metadata: dict[str, str] | None = None) -> pa.NativeFile:
         return self.inner.open_output_stream(path, metadata=metadata)
 
     def open_append_stream(self, path: str, metadata: dict[str, str] | None = None) -> pa.NativeFile:
         return self.inner.open_append_stream(path, metadata=metadata)
+
+
+class SnapshotReads(DelegatingHandler):
+    """Reads whole objects in one GET and checks their declared digest (see the module doc)."""
+
+    type_name = "snapshot"
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        return pa.BufferReader(read_snapshot(self.inner, path))
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        return pa.BufferReader(read_snapshot(self.inner, path))
 
 
 def checksummed_metadata(payload: pa.Buffer | bytes, media_type: str) -> dict[str, str]:

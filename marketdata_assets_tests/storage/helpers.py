@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from marketdata_assets.frames import TIMESTAMP_DTYPE
+from marketdata_assets.storage.objectstore import DelegatingHandler
 from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets.storage.served import write_served_days
 
@@ -82,51 +83,14 @@ def gap_rows(day: date, *starts_minutes: int, venue: str = "binance", length: in
     )
 
 
-class CountingHandler(pafs.FileSystemHandler):
+class CountingHandler(DelegatingHandler):
     """Delegates to a real filesystem and records every path opened for reading."""
 
+    type_name = "counting"
+
     def __init__(self, inner: pafs.FileSystem) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.opened: list[str] = []
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CountingHandler) and other.inner.equals(self.inner)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    def get_type_name(self) -> str:
-        return "counting"
-
-    def normalize_path(self, path: str) -> str:
-        return self.inner.normalize_path(path)
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self.inner.get_file_info(paths)
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return self.inner.get_file_info(selector)
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self.inner.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self.inner.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        raise OSError("refusing to delete the root")
-
-    def delete_file(self, path: str) -> None:
-        self.inner.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self.inner.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        self.inner.copy_file(src, dest)
 
     def open_input_stream(self, path: str) -> pa.NativeFile:
         self.opened.append(path)
@@ -135,12 +99,6 @@ class CountingHandler(pafs.FileSystemHandler):
     def open_input_file(self, path: str) -> pa.NativeFile:
         self.opened.append(path)
         return self.inner.open_input_file(path)
-
-    def open_output_stream(self, path: str, metadata: dict | None = None) -> pa.NativeFile:
-        return self.inner.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path: str, metadata: dict | None = None) -> pa.NativeFile:
-        return self.inner.open_append_stream(path, metadata=metadata)
 
 
 def counting_root(path: str | Path) -> tuple[StorageRoot, CountingHandler]:
