@@ -12,16 +12,13 @@ from typing import Any
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    AssetMaterialization,
     BackfillPolicy,
-    Failure,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 
 from marketdata_assets import progress
-from marketdata_assets.assets.common import storage_root
+from marketdata_assets.assets.common import PartitionResult, finish, storage_root
 from marketdata_assets.assets.partitions import (
     CURRENCY,
     SYMBOL,
@@ -163,78 +160,56 @@ def _progress(context: AssetExecutionContext):  # noqa: ANN202
     return on_partition
 
 
+RAW_COLUMNS = (
+    "rows",
+    "first_timestamp",
+    "last_timestamp",
+    "missing_minutes",
+    "duplicates",
+    "revised_candles",
+    "requests",
+    "retries",
+    "bytes",
+)
+
+
 def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
-    """What a user wants to see for one partition in the UI."""
+    """What a user wants to see for one partition in the UI (plain values; see ``common.to_metadata``)."""
     metadata: dict[str, Any] = {
-        "rows": MetadataValue.int(outcome.rows),
-        "first_timestamp": MetadataValue.text(outcome.first_timestamp or "-"),
-        "last_timestamp": MetadataValue.text(outcome.last_timestamp or "-"),
-        "missing_minutes": MetadataValue.int(outcome.missing_minutes),
-        "missing_ranges_utc": MetadataValue.text(", ".join(outcome.missing_ranges) or "none"),
-        "duplicates": MetadataValue.int(outcome.duplicates),
-        "requests": MetadataValue.int(outcome.requests),
-        "retries": MetadataValue.int(outcome.retries),
-        "bytes": MetadataValue.int(outcome.bytes),
-        "source_url": MetadataValue.text(outcome.source_url),
-        "path": MetadataValue.path(outcome.path),
-        "fetch_seconds": MetadataValue.float(outcome.elapsed_s),
+        "rows": outcome.rows,
+        "first_timestamp": outcome.first_timestamp or "-",
+        "last_timestamp": outcome.last_timestamp or "-",
+        "missing_minutes": outcome.missing_minutes,
+        "missing_ranges_utc": ", ".join(outcome.missing_ranges) or "none",
+        "duplicates": outcome.duplicates,
+        "requests": outcome.requests,
+        "retries": outcome.retries,
+        "bytes": outcome.bytes,
+        "source_url": outcome.source_url,
+        "path": outcome.path,
+        "fetch_seconds": outcome.elapsed_s,
     }
     if outcome.resolution_s is not None:
-        metadata["resolution_seconds"] = MetadataValue.int(outcome.resolution_s)
+        metadata["resolution_seconds"] = outcome.resolution_s
     if outcome.venue != "deribit":
-        metadata["revised_candles"] = MetadataValue.int(outcome.revised_candles)
-        metadata["added_candles"] = MetadataValue.int(outcome.added_candles)
-        metadata["max_rel_price_revision"] = MetadataValue.float(outcome.max_rel_price_revision)
+        metadata["revised_candles"] = outcome.revised_candles
+        metadata["added_candles"] = outcome.added_candles
+        metadata["max_rel_price_revision"] = float(outcome.max_rel_price_revision)
     return metadata
-
-
-def range_metadata(outcomes: Sequence[PartitionOutcome]) -> dict[str, Any]:
-    """Totals over a run's partitions plus one table row per partition."""
-    if len(outcomes) == 1:
-        return outcome_metadata(outcomes[0])
-    header = "| partition | rows | first | last | missing min | duplicates | revised | requests | retries | bytes |"
-    lines = [header, "|" + "---|" * 10]
-    for o in outcomes:
-        lines.append(
-            f"| {o.day} {o.instrument} | {o.rows} | {o.first_timestamp or '-'} | {o.last_timestamp or '-'} "
-            f"| {o.missing_minutes} | {o.duplicates} | {o.revised_candles} | {o.requests} | {o.retries} "
-            f"| {o.bytes} |"
-        )
-    return {
-        "partitions": MetadataValue.int(len(outcomes)),
-        "rows": MetadataValue.int(sum(o.rows for o in outcomes)),
-        "missing_minutes": MetadataValue.int(sum(o.missing_minutes for o in outcomes)),
-        "duplicates": MetadataValue.int(sum(o.duplicates for o in outcomes)),
-        "requests": MetadataValue.int(sum(o.requests for o in outcomes)),
-        "retries": MetadataValue.int(sum(o.retries for o in outcomes)),
-        "bytes": MetadataValue.int(sum(o.bytes for o in outcomes)),
-        "revised_candles": MetadataValue.int(sum(o.revised_candles for o in outcomes)),
-        "added_candles": MetadataValue.int(sum(o.added_candles for o in outcomes)),
-        "source_url": MetadataValue.text(outcomes[0].source_url if outcomes else ""),
-        "per_partition": MetadataValue.md("\n".join(lines)),
-    }
 
 
 def _finish(
     context: AssetExecutionContext, outcomes: Sequence[PartitionOutcome], other: str
 ) -> MaterializeResult:
-    failed = [o for o in outcomes if not o.ok]
-    if not failed:
-        return MaterializeResult(metadata=range_metadata(outcomes))
-    for outcome in outcomes:
-        if outcome.ok:
-            context.log_event(
-                AssetMaterialization(
-                    asset_key=context.asset_key,
-                    partition=multi_key(outcome.day, other, outcome.key),
-                    metadata=outcome_metadata(outcome),
-                )
-            )
-    listing = "\n".join(f"- {o.venue} {o.instrument} {o.day.isoformat()}: {o.error}" for o in failed)
-    raise Failure(
-        description=(
-            f"{len(failed)} of {len(outcomes)} partitions failed "
-            f"({len(outcomes) - len(failed)} succeeded and were recorded):\n{listing}"
-        ),
-        metadata={"failed_partitions": MetadataValue.md(listing)},
-    )
+    results = [
+        PartitionResult(
+            multi_key(o.day, other, o.key),
+            f"{o.day.isoformat()} {o.instrument}",
+            ok=o.ok,
+            error=o.error,
+            metadata={context.asset_key: outcome_metadata(o)},
+        )
+        for o in outcomes
+    ]
+    (result,) = finish(context, results, {context.asset_key: RAW_COLUMNS})
+    return result

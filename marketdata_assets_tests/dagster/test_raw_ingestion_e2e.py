@@ -144,7 +144,7 @@ def test_a_ranged_run_records_every_partition(tmp_path: Path, simulator) -> None
         meta = partition_metadata(instance, "deribit/dvol_raw")
     assert set(meta) == {"BTC|2024-03-04", "BTC|2024-03-05"}
     assert meta["BTC|2024-03-05"]["rows"] == 2 * 1440  # the range's totals
-    assert "2024-03-04 BTC" in meta["BTC|2024-03-05"]["per_partition"]
+    assert "2024-03-04 BTC" in meta["BTC|2024-03-05"]["per_partition_md"]
     frame = read_raw_dvol(StorageRoot.from_uri(settings.storage_root), "BTC", DAY)
     assert len(frame) == 1440 and set(frame["resolution_s"]) == {60}
 
