@@ -281,10 +281,13 @@ class GapPlan:
     waiting: dict[Day, float] = field(default_factory=dict)  # backing off: day -> next try (epoch s)
     busy_venues: dict[str, int] = field(default_factory=dict)  # venue -> runs in flight (none requested)
     deferred: int = 0  # due days left for a later tick by the per-tick / per-venue caps
+    in_flight: int = 0  # days needing work that a queued or running run already covers
     given_up: list[tuple[Day, Attempts]] = field(default_factory=list)  # newly given up this tick
 
     def summary(self) -> str:
         parts = [f"{len(self.batches)} run(s) requested"]
+        if self.in_flight:
+            parts.append(f"{self.in_flight} day(s) already queued or running")
         if self.deferred:
             parts.append(f"{self.deferred} day(s) deferred by the per-tick caps")
         if self.waiting:
@@ -317,7 +320,10 @@ def plan_gap_backfill(
     by_venue = {s.venue: s for s in series}
     due: dict[str, dict[Day, Reason]] = defaultdict(dict)
     for day, reason in needing.items():
-        if day in in_flight or day.venue not in by_venue:
+        if day.venue not in by_venue:
+            continue
+        if day in in_flight:
+            plan.in_flight += 1
             continue
         if not backoff.due(day, now):
             at = backoff.next_at(day)

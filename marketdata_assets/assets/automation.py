@@ -457,6 +457,7 @@ def build_catalog_sensor(settings: LoadedSettings, job):  # noqa: ANN001, ANN201
             return SkipReason(f"{len(writing)} run(s) writing served data are queued or running")
         return RunRequest(
             run_key=f"{CATALOG_SENSOR}:{latest}",
+            job_name=CATALOG_JOB,
             tags={LAUNCHED_BY_TAG: f"sensor {CATALOG_SENSOR}", AUTOMATION_TAG: CATALOG_SENSOR},
         )
 
