@@ -138,3 +138,18 @@ def test_an_unreadable_cursor_starts_afresh() -> None:
 def test_policy_rejects_an_unknown_order() -> None:
     with pytest.raises(ValueError, match="backfill_order"):
         GapPolicy(backfill_order="random")
+
+
+def test_automation_settings_name_a_bad_key(tmp_path) -> None:  # noqa: ANN001
+    from marketdata_assets.settings import SettingsError, load_settings
+
+    base = "environment: t\nstorage: {root: data}\nvenues: {binance: {symbols: [BTC/USDT], start_date: 2024-01-01}}\n"
+    path = tmp_path / "s.yaml"
+    path.write_text(base)
+    assert load_settings(path, environ={}).automation.running is False
+    path.write_text(base + "automation: {nightly_cron: '15 0 * *'}\n")
+    with pytest.raises(SettingsError, match="automation.nightly_cron: expected a cron string with 5 fields"):
+        load_settings(path, environ={})
+    path.write_text(base + "automation: {lookback: 10}\n")
+    with pytest.raises(SettingsError, match="automation.lookback: unknown key"):
+        load_settings(path, environ={})
