@@ -17,6 +17,7 @@ from marketdata_assets.assets.automation import build_automation
 from marketdata_assets.assets.catalog import build_catalog_asset
 from marketdata_assets.assets.checks import build_candle_checks, build_dvol_checks
 from marketdata_assets.assets.dvol import build_dvol_served_assets
+from marketdata_assets.assets.freshness import build_freshness_checks, build_freshness_schedule
 from marketdata_assets.assets.raw import build_dvol_raw_asset, build_raw_candle_asset
 from marketdata_assets.assets.reference import build_reference_assets
 from marketdata_assets.assets.resampled import build_resampled_assets
@@ -37,6 +38,7 @@ def build_definitions(settings: LoadedSettings) -> Definitions:
     if settings.dvol is not None:
         assets += [build_dvol_raw_asset(settings), build_dvol_served_assets(settings)]
         checks += build_dvol_checks(settings)
+    checks += build_freshness_checks(settings)
     assets += build_reference_assets(settings)
     assets.append(build_catalog_asset(settings))
     # In-process: a run's steps share one process, so ccxt/pandas/pandera are imported once per run
@@ -47,7 +49,7 @@ def build_definitions(settings: LoadedSettings) -> Definitions:
         assets=assets,
         asset_checks=checks,
         jobs=automation.jobs,
-        schedules=automation.schedules,
+        schedules=[*automation.schedules, build_freshness_schedule(settings)],
         sensors=automation.sensors,
         resources={"duckdb": DuckDBResource(database=":memory:")},
         executor=in_process_executor,

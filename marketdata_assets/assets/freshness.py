@@ -4,8 +4,8 @@
 row of every configured symbol (currency) and warn when it is older than
 ``quality.max_staleness_hours`` (default 26 h: yesterday's last candle opens at 23:59 UTC, the nightly
 refresh runs shortly after midnight). They run with every materialisation of those assets and on their
-own every hour (``freshness_checks_schedule``), so a venue that stopped updating shows in the UI even
-when nothing materialises.
+own every hour (``freshness_checks_schedule``, running when ``automation.running`` is true, like the
+other schedules), so a venue that stopped updating shows in the UI even when nothing materialises.
 """
 
 from datetime import timedelta
@@ -132,6 +132,8 @@ def build_freshness_schedule(settings: LoadedSettings) -> ScheduleDefinition:
         job=job,
         cron_schedule="5 * * * *",
         execution_timezone="UTC",
-        default_status=DefaultScheduleStatus.RUNNING,
+        default_status=(
+            DefaultScheduleStatus.RUNNING if settings.automation.running else DefaultScheduleStatus.STOPPED
+        ),
         description="Evaluates the freshness checks every hour, so a stalled venue shows in the UI.",
     )

@@ -115,14 +115,12 @@ def test_nightly_schedules_request_yesterday_for_every_symbol_one_run_per_venue(
     settings = automation_settings(tmp_path, simulator, start=date(2024, 3, 1), dvol=True)
     defs = build_definitions(settings)
     repo = defs.get_repository_def()
-    assert sorted(s.name for s in repo.schedule_defs) == [
-        "nightly_binance",
-        "nightly_bybit",
-        "nightly_deribit",
-    ]
+    nightly = [s for s in repo.schedule_defs if s.name.startswith("nightly_")]
+    assert sorted(s.name for s in nightly) == ["nightly_binance", "nightly_bybit", "nightly_deribit"]
+    assert {s.name for s in repo.schedule_defs} - {s.name for s in nightly} == {"freshness_checks_schedule"}
     requests = {}
     with instance_for_test() as instance:
-        for schedule in repo.schedule_defs:
+        for schedule in nightly:
             assert schedule.cron_schedule == "15 0 * * *" and schedule.execution_timezone == "UTC"
             context = build_schedule_context(
                 instance=instance,
@@ -330,5 +328,7 @@ def test_automation_is_stopped_unless_the_settings_say_running(tmp_path: Path, s
         )
         repo = build_definitions(running).get_repository_def()
         assert {s.default_status for s in repo.sensor_defs} == {DefaultSensorStatus.RUNNING}
-        assert {s.cron_schedule for s in repo.schedule_defs} == {"30 1 * * *"}
+        nightly = [s for s in repo.schedule_defs if s.name.startswith("nightly_")]
+        assert {s.cron_schedule for s in nightly} == {"30 1 * * *"}
+        assert {s.default_status for s in repo.schedule_defs} == {DefaultScheduleStatus.RUNNING}
         assert repo.get_sensor_def("gap_backfill").minimum_interval_seconds == 5
