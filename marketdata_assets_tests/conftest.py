@@ -28,6 +28,17 @@ from marketdata_assets.venues.limiter import STATE_DIR_ENV
 
 
 @pytest.fixture(autouse=True)
+def no_leftover_defs_state_storage() -> Iterator[None]:
+    """Loading Definitions reads Dagster's "current" defs-state storage (a context variable that an
+    instance sets while it is entered). Start every test without one, so a test never depends on what
+    an earlier test's instance, closed since, left there ("undefined DagsterInstance weakref")."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def isolated_limiter_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     state = tmp_path_factory.mktemp("limiter-state")
     monkeypatch.setenv(STATE_DIR_ENV, str(state))
