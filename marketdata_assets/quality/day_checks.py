@@ -14,8 +14,8 @@ schema          dtypes, minute alignment, prices > 0, finite, inside  same rules
                 validated step: WARN. A frame that cannot be read as  rows`` rows were quarantined".
                 candles at all (missing column, wrong dtype): ERROR.  ERROR (blocking).
 duplicates      a timestamp served twice: identical copies are        stored timestamps must be unique
-                normal at page edges (passed); conflicting values     and increasing: ERROR (blocking);
-                fail (WARN; the last fetched value wins).             raw duplicates shown for context.
+                normal at page edges (passed); conflicting values     and increasing: ERROR
+                fail (WARN; the last fetched value wins).             (blocking).
 ohlc            high >= max(open, close), low <= min(open, close):    same rule on stored rows: ERROR
                 WARN (those rows get quarantined).                    (blocking).
 completeness    1440 minutes expected; missing minutes as ranges:     same, with the gap kinds: WARN.
@@ -118,11 +118,22 @@ def validated_day_checks(
     venue: str,
     symbol: str,
     quarantined_rows: int,
-    raw_duplicates: tuple[int, int] | None = None,
     policy: CheckPolicy = CheckPolicy(),
 ) -> dict[str, CheckOutcome]:
-    """The five checks of a stored validated day. ``raw_duplicates``: (identical, conflicting) rows the
-    validated step collapsed, shown for context."""
+    """The five checks of a stored validated day."""
+    outcomes = _validated_blocking(valid, day, quarantined_rows, policy)
+    if "completeness" in outcomes:  # the frame could not be read as candles
+        return outcomes
+    gaps = find_gaps(valid, day, venue, symbol, outage_min_minutes=policy.outage_min_minutes)
+    outcomes["completeness"] = _completeness(valid, day, policy, gaps=gaps)
+    outcomes["continuity"] = _continuity(valid, policy)
+    return outcomes
+
+
+def _validated_blocking(
+    valid: pd.DataFrame, day: date, quarantined_rows: int, policy: CheckPolicy
+) -> dict[str, CheckOutcome]:
+    """schema / duplicates / ohlc of a stored validated day (every check when the frame is broken)."""
     report = validate_candles(valid, day, model=ValidatedCandles)
     if report.frame_failures:
         broken = _frame_broken(report, policy)
@@ -147,25 +158,18 @@ def validated_day_checks(
         )
     else:
         schema.metadata["quarantined_rows"] = quarantined_rows
-    duplicates = _rows_outcome(
-        "duplicates",
-        report.in_category(DUPLICATES),
-        policy,
-        severity=ERROR,
-        consequence="stored timestamps are not unique and increasing",
-    )
-    if raw_duplicates is not None:
-        duplicates.metadata["raw_identical_duplicates"] = raw_duplicates[0]
-        duplicates.metadata["raw_conflicting_duplicates"] = raw_duplicates[1]
-    gaps = find_gaps(valid, day, venue, symbol, outage_min_minutes=policy.outage_min_minutes)
     return {
         "schema": schema,
-        "duplicates": duplicates,
+        "duplicates": _rows_outcome(
+            "duplicates",
+            report.in_category(DUPLICATES),
+            policy,
+            severity=ERROR,
+            consequence="stored timestamps are not unique and increasing",
+        ),
         "ohlc": _rows_outcome(
             "ohlc", report.in_category(OHLC), policy, severity=ERROR, consequence="stored rows are wrong"
         ),
-        "completeness": _completeness(valid, day, policy, gaps=gaps),
-        "continuity": _continuity(valid, policy),
     }
 
 
@@ -196,9 +200,7 @@ def validated_day_usable(
 ) -> CheckOutcome | None:
     """``None`` when the day passes every blocking check of the validated layer, else the first failing
     outcome (the reason the day is not resampled)."""
-    outcomes = validated_day_checks(
-        valid, day, venue="-", symbol="-", quarantined_rows=quarantined_rows, policy=policy
-    )
+    outcomes = _validated_blocking(valid, day, quarantined_rows, policy)
     for name in BLOCKING_CHECKS:
         if outcomes[name].blocks:
             return outcomes[name]
