@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -35,13 +35,14 @@ from pydantic import (
 
 from marketdata_assets.frames import symbol_key
 
+if TYPE_CHECKING:  # pragma: no cover
+    from marketdata_assets.quality.day_checks import CheckPolicy
+
+from marketdata_assets.universe import CANDLE_VENUES, DVOL_CURRENCIES, DVOL_FIRST_DAY
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_DIR / "config"
 
-CANDLE_VENUES = ("binance", "bybit", "okx")
-DVOL_CURRENCIES = ("BTC", "ETH")
-# Deribit publishes DVOL from 2021-03-24 on; earlier days hold nothing to fetch.
-DVOL_FIRST_DAY = date(2021, 3, 24)
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,10}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -138,7 +139,7 @@ class VenueSettings(_Strict):
 class DvolSettings(_Strict):
     """Deribit's DVOL volatility index."""
 
-    currencies: list[Literal["BTC", "ETH"]] = Field(min_length=1)
+    currencies: list[Literal[DVOL_CURRENCIES]] = Field(min_length=1)
     start_date: date
     base_url: BaseUrl | None = None
     rate_limit_ms: float = Field(default=100.0, gt=0)
@@ -214,6 +215,17 @@ class QualitySettings(_Strict):
 
     def outage_minutes_for(self, symbol: str) -> int:
         return self.outage_min_minutes_by_symbol.get(symbol, self.outage_min_minutes)
+
+    def check_policy(self, symbol: str | None = None) -> CheckPolicy:
+        """The checks' thresholds, for ``symbol`` (a unified symbol) when given."""
+        from marketdata_assets.quality.day_checks import CheckPolicy
+
+        return CheckPolicy(
+            outage_min_minutes=self.outage_minutes_for(symbol) if symbol else self.outage_min_minutes,
+            price_jump_threshold=self.price_jump_threshold,
+            max_quarantined_rows=self.max_quarantined_rows,
+            failure_rows=self.failure_rows,
+        )
 
 
 _CRON_FIELD_RE = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
@@ -293,7 +305,7 @@ class Settings(_Strict):
         description="True when the venues are the local simulator: the data root is marked synthetic.",
     )
     storage: StorageSettings
-    venues: dict[Literal["binance", "bybit", "okx"], VenueSettings] = Field(min_length=1)
+    venues: dict[Literal[CANDLE_VENUES], VenueSettings] = Field(min_length=1)
     dvol: DvolSettings | None = None
     quality: QualitySettings = Field(default_factory=QualitySettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)

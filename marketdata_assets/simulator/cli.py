@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from marketdata_assets.universe import VENUES
+
 if TYPE_CHECKING:  # pragma: no cover
     from .config import SimulatorConfig
 
@@ -176,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"marketdata-sim listening on {server.url} (seed {config.seed}, limits {'on' if config.limits_enabled else 'off'})"
         )
-        for venue in ("binance", "bybit", "okx", "deribit"):
+        for venue in VENUES:
             print(f"  {venue:<8} {server.venue_base_url(venue)}")
         for fault in server.faults():
             print(f"  fault #{fault.id}: {fault.spec}")

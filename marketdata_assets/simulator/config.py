@@ -10,13 +10,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The venues, DVOL currencies and DVOL's first day are the platform's (one home: universe.py).
+from marketdata_assets.universe import CANDLE_VENUES, DVOL_CURRENCIES, VENUES
+
 if TYPE_CHECKING:  # pragma: no cover
     from .faults import Fault
 
-VENUES = ("binance", "bybit", "okx", "deribit")
-CANDLE_VENUES = ("binance", "bybit", "okx")
-DVOL_CURRENCIES = ("BTC", "ETH")
-DVOL_FIRST_DAY = date(2021, 3, 24)
 # What an instrument's metadata says about it. Each venue serves these in its own words (Binance
 # TRADING/HALT/BREAK, Bybit Trading/PreLaunch/Closed, OKX live/suspend, a delisted OKX pair is gone).
 INSTRUMENT_STATUSES = ("trading", "halted", "delisted")

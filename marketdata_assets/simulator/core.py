@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from marketdata_assets.frames import DAY_MS, MINUTE_MS
+from marketdata_assets.universe import CANDLE_VENUES
 
-from .config import CANDLE_VENUES, Outage, SimulatorConfig, SymbolSpec
+from .config import Outage, SimulatorConfig, SymbolSpec
 from .faults import Fault, FaultBook
 from .limits import RateLimiter
 from .market import (

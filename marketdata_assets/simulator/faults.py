@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 
 from marketdata_assets.frames import DAY_MS, MINUTE_MS
+from marketdata_assets.universe import VENUES
 
-from .config import VENUES, parse_time_ms
+from .config import parse_time_ms
 from .market import derive_seed, rng_for
 
 REQUEST_KINDS = ("http_error", "slow", "drop", "truncate", "html", "maintenance")

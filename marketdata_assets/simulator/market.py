@@ -42,8 +42,9 @@ from typing import Protocol
 import numpy as np
 
 from marketdata_assets.frames import DAY_MS, MINUTE_MS
+from marketdata_assets.universe import DVOL_FIRST_DAY
 
-from .config import DVOL_FIRST_DAY, SymbolSpec
+from .config import SymbolSpec
 
 SUBSTEPS = 4
 MINUTES = 1440

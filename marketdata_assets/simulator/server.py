@@ -17,10 +17,11 @@ import threading
 import time
 from typing import Any
 
+from marketdata_assets.universe import VENUES
 from marketdata_assets.venues.endpoints import ccxt_api_urls
 
 from .app import SimulatorApp, venues_document
-from .config import VENUES, Outage, SimulatorConfig
+from .config import Outage, SimulatorConfig
 from .core import Simulator
 from .faults import Fault
 

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from .config import VENUES
+from marketdata_assets.universe import VENUES
 
 
 class Stats:

@@ -116,7 +116,7 @@ WIRES: dict[str, CandleWire] = {
         raw_rows=_okx_rows,
     ),
 }
-CANDLE_VENUES = tuple(WIRES)
+# WIRES covers exactly universe.CANDLE_VENUES (test_architecture.py)
 
 # Wait after a rate-limit answer that carries no Retry-After (Bybit 10006, OKX 50011): the venue's
 # limit window, so the retry lands in a fresh window instead of earning Bybit's 403 ban.

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from marketdata_assets.frames import day_bounds_ms, dvol_from_rows
+from marketdata_assets.universe import DVOL_CURRENCIES, DVOL_FIRST_DAY
 from marketdata_assets.venues.base import (
     FetchResult,
     FetchStats,
@@ -50,8 +51,6 @@ from marketdata_assets.venues.retry import (
 VENUE = "deribit"
 DERIBIT_REAL_BASE_URL = "https://www.deribit.com"
 DVOL_PATH = "/api/v2/public/get_volatility_index_data"
-DVOL_CURRENCIES = ("BTC", "ETH")
-DVOL_FIRST_DAY = date(2021, 3, 24)
 DEFAULT_MINUTE_HISTORY_DAYS = 30
 MINUTE_RESOLUTION = "60"
 HOURLY_RESOLUTION = "3600"

@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from marketdata_assets.universe import CANDLE_VENUES
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import ccxt
 
@@ -28,7 +30,7 @@ REAL_BASE_URLS: dict[str, str] = {
     "deribit": "https://www.deribit.com",
 }
 
-CCXT_VENUES = ("binance", "bybit", "okx")
+CCXT_VENUES = CANDLE_VENUES
 
 # Binance: ccxt ``urls['api']`` key -> path under the venue root (ccxt 4.5: every key it defines).
 # The futures/options/portfolio hosts (fapi., dapi., eapi., papi.) are folded onto the same root;

@@ -52,10 +52,11 @@ import numpy as np
 import pandas as pd
 
 from marketdata_assets.frames import PRICE_COLUMNS, TIMESTAMP_DTYPE, symbol_key
+from marketdata_assets.universe import CANDLE_VENUES
 from marketdata_assets.venues.base import FetchStats, MalformedResponseError, VenueError, close_matches
 from marketdata_assets.venues.retry import FailureKind, RetryExhausted, RetryPolicy
 
-INSTRUMENT_VENUES = ("binance", "bybit", "okx")
+INSTRUMENT_VENUES = CANDLE_VENUES
 STATUSES = ("trading", "halted", "delisted")
 INSTRUMENT_COLUMNS = [
     "exchange",

@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from marketdata_assets.universe import CANDLE_VENUES as VENUES
+from marketdata_assets.universe import DVOL_VENUE
 from marketdata_assets.venues.base import DaySource
 from marketdata_assets.venues.retry import RetryPolicy
-
-VENUES = ("binance", "bybit", "okx")
-DVOL_VENUE = "deribit"
 
 
 def get_source(
