@@ -7,10 +7,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test lint format dev sim demo demo-ui up down
+.PHONY: help install test test-core lint format dev sim demo demo-ui up down
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install:  ## bootstrap uv (via pip) if missing, then install the locked dependencies
 	@if ! $(UV) --version >/dev/null 2>&1; then \
@@ -21,6 +21,9 @@ install:  ## bootstrap uv (via pip) if missing, then install the locked dependen
 
 test: install  ## run the whole test suite (the CI command)
 	$(PY) pytest
+
+test-core: install  ## only the fast tests of the core (no Dagster runs, no Postgres, no S3)
+	$(PY) pytest -m "not integration"
 
 lint: install  ## ruff lint + format check
 	$(PY) ruff check .
@@ -37,7 +40,7 @@ sim: install  ## the exchange simulator in the foreground on 127.0.0.1:8900
 	$(PY) marketdata-sim --host 127.0.0.1 --port 8900
 
 demo: install  ## the real pipeline end to end, offline, against the simulator
-	$(PY) python -m marketdata_assets.demo
+	$(PY) python -m marketdata_assets.cli.demo
 
 demo-ui: install  ## the Dagster UI over the demo's own instance and synthetic data (after make demo)
 	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo $(PY) dagster dev -w workspace.yaml

@@ -13,15 +13,16 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 from dagster_duckdb import DuckDBResource
 
-from marketdata_assets.assets.automation import build_automation
-from marketdata_assets.assets.catalog import build_catalog_asset
-from marketdata_assets.assets.checks import build_candle_checks, build_dvol_checks
-from marketdata_assets.assets.dvol import build_dvol_served_assets
-from marketdata_assets.assets.freshness import build_freshness_checks, build_freshness_schedule
-from marketdata_assets.assets.raw import build_dvol_raw_asset, build_raw_candle_asset
-from marketdata_assets.assets.reference import build_reference_assets
-from marketdata_assets.assets.resampled import build_resampled_assets
-from marketdata_assets.assets.validated import build_validated_assets
+from marketdata_assets.defs.automation import build_automation
+from marketdata_assets.defs.catalog import build_catalog_asset
+from marketdata_assets.defs.checks import build_candle_checks, build_dvol_checks
+from marketdata_assets.defs.dvol import build_dvol_served_assets
+from marketdata_assets.defs.freshness import build_freshness_checks, build_freshness_schedule
+from marketdata_assets.defs.raw import build_dvol_raw_asset, build_raw_candle_asset
+from marketdata_assets.defs.reference import build_reference_assets
+from marketdata_assets.defs.resampled import build_resampled_assets
+from marketdata_assets.defs.resources import resources_from_settings
+from marketdata_assets.defs.validated import build_validated_assets
 from marketdata_assets.settings import LoadedSettings, load_settings
 
 
@@ -51,7 +52,7 @@ def build_definitions(settings: LoadedSettings) -> Definitions:
         jobs=automation.jobs,
         schedules=[*automation.schedules, build_freshness_schedule(settings)],
         sensors=automation.sensors,
-        resources={"duckdb": DuckDBResource(database=":memory:")},
+        resources={"duckdb": DuckDBResource(database=":memory:"), **resources_from_settings(settings)},
         executor=in_process_executor,
     )
 

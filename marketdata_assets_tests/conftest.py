@@ -26,6 +26,18 @@ import pytest
 from marketdata_assets.simulator import SimulatorConfig, SimulatorServer
 from marketdata_assets.venues.limiter import STATE_DIR_ENV
 
+# Folders whose tests run real Dagster runs, a Postgres instance or an S3 server: the integration tests.
+# Everything else tests the core directly (no Dagster) and runs in seconds: `make test-core`.
+INTEGRATION_FOLDERS = ("dagster", "deploy", "objectstore")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(here).parts
+        if parts[0] in INTEGRATION_FOLDERS or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(autouse=True)
 def no_leftover_defs_state_storage() -> Iterator[None]:

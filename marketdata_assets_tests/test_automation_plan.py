@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from marketdata_assets.automation_plan import (
+from marketdata_assets.pipeline.plan import (
     Backoff,
     Day,
     GapPolicy,
@@ -19,7 +19,7 @@ from marketdata_assets.automation_plan import (
 )
 
 BINANCE = Series("binance", ("BTCUSDT", "ETHUSDT", "SOLUSDT"), date(2024, 3, 1))
-DVOL = Series("deribit", ("BTC", "ETH"), date(2024, 3, 1), dvol=True)
+DVOL = Series("deribit", ("BTC", "ETH"), date(2024, 3, 1))
 D = date(2024, 3, 10)
 HOUR = 3600.0
 

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from marketdata_assets.backfill import BackfillError, PlannedRun, plan_backfill
-from marketdata_assets.cli import ProgressBar, summary_table
-from marketdata_assets.ingest import PartitionOutcome
+from marketdata_assets.cli.backfill import BackfillError, PlannedRun, plan_backfill
+from marketdata_assets.cli.main import ProgressBar, summary_table
+from marketdata_assets.pipeline.ingest import PartitionOutcome
 from marketdata_assets.settings import CONFIG_DIR, load_settings
 
 NOW = datetime(2024, 2, 10, 12, tzinfo=UTC)
@@ -109,7 +109,7 @@ def test_progress_bar_and_summary_table() -> None:
         and "1 failed" in stream.getvalue()
     )
 
-    from marketdata_assets.backfill import RunResult
+    from marketdata_assets.cli.backfill import RunResult
 
     run = PlannedRun("binance", ("binance", "ohlcv_1m_raw"), "BTC/USDT", date(2024, 1, 1), date(2024, 1, 2))
     table = summary_table([RunResult(run, "abcdef0123", False, "x", [ok, bad])]).splitlines()

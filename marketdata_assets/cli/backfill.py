@@ -15,14 +15,21 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
+from typing import Any
 
 from marketdata_assets.frames import symbol_key
-from marketdata_assets.ingest import PartitionOutcome
+from marketdata_assets.pipeline.ingest import PartitionOutcome
 from marketdata_assets.settings import LoadedSettings
+from marketdata_assets.universe import (
+    DVOL_VENUE,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    latest_closed_day,
+    partition_key,
+)
 
-DEFINITIONS_MODULE = "marketdata_assets.definitions"
-DVOL_VENUE = "deribit"
+JOB_RECONSTRUCTOR_MODULE = "marketdata_assets.cli.backfill"
 
 
 LAYERS = ("served", "raw")
@@ -53,13 +60,9 @@ class PlannedRun:
 
     def range_tags(self) -> dict[str, str]:
         key = symbol_key(self.instrument)
-        if self.venue == DVOL_VENUE:  # dimensions sort by name: currency|date
-            first, last = f"{key}|{self.start.isoformat()}", f"{key}|{self.end.isoformat()}"
-        else:  # date|symbol
-            first, last = f"{self.start.isoformat()}|{key}", f"{self.end.isoformat()}|{key}"
         return {
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
+            PARTITION_RANGE_START_TAG: partition_key(self.venue, key, self.start),
+            PARTITION_RANGE_END_TAG: partition_key(self.venue, key, self.end),
             "marketdata/launched_by": "marketdata backfill",
         }
 
@@ -71,10 +74,6 @@ class RunResult:
     success: bool
     error: str | None = None
     outcomes: list[PartitionOutcome] = field(default_factory=list)
-
-
-def latest_closed_day(now: datetime | None = None) -> date:
-    return ((now or datetime.now(UTC)) - timedelta(days=1)).date()
 
 
 def plan_backfill(
@@ -92,10 +91,10 @@ def plan_backfill(
     ``layers="served"`` (default): each run fetches the raw days and computes everything downstream
     (validated 1m, gaps, 5m..1d; DVOL 1m/1h) with their checks. ``"raw"``: fetch only.
     """
-    from marketdata_assets.assets.dvol import DVOL_TIMEFRAMES, dvol_key
-    from marketdata_assets.assets.raw import DVOL_RAW_KEY, raw_candles_key
-    from marketdata_assets.assets.resampled import resampled_key
-    from marketdata_assets.assets.validated import gaps_key, validated_candles_key
+    from marketdata_assets.defs.dvol import DVOL_TIMEFRAMES, dvol_key
+    from marketdata_assets.defs.raw import DVOL_RAW_KEY, raw_candles_key
+    from marketdata_assets.defs.resampled import resampled_key
+    from marketdata_assets.defs.validated import gaps_key, validated_candles_key
     from marketdata_assets.transform.resample import TIMEFRAMES
 
     if layers not in LAYERS:
@@ -178,7 +177,7 @@ def execute_runs(
 def _execute_here(runs: Sequence[PlannedRun], instance, on_partition) -> list[RunResult]:  # noqa: ANN001
     from dagster import DagsterInstance
 
-    from marketdata_assets import progress
+    from marketdata_assets.pipeline import progress
 
     instance = instance or DagsterInstance.get()
     results: list[RunResult] = []
@@ -201,7 +200,7 @@ _WIRE_PREFIX = "@@marketdata@@ "
 
 
 def _execute_in_workers(runs, venues, on_partition) -> list[RunResult]:  # noqa: ANN001
-    """One ``python -m marketdata_assets.backfill`` worker per venue; progress comes back as JSON lines."""
+    """One ``python -m marketdata_assets.cli.backfill`` worker per venue; progress comes back as JSON lines."""
     from dagster import DagsterInstance
 
     # Open the instance once first: on a fresh DAGSTER_HOME that creates the SQLite schema, which
@@ -211,7 +210,7 @@ def _execute_in_workers(runs, venues, on_partition) -> list[RunResult]:  # noqa:
     for venue in venues:
         payload = json.dumps([_run_to_json(r) for r in runs if r.venue == venue])
         procs[venue] = subprocess.Popen(
-            [sys.executable, "-m", "marketdata_assets.backfill", payload],
+            [sys.executable, "-m", "marketdata_assets.cli.backfill", payload],
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
@@ -317,20 +316,32 @@ def _result_from_json(data: dict) -> RunResult:
     )
 
 
-def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
-    from dagster import AssetKey, execute_job
-    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-
+def job_named(name: str):  # noqa: ANN201 - JobDefinition
+    """The code location's job ``name`` (the reconstructor of the runs below: a run process rebuilds the
+    job by calling this function with the same argument, through Dagster's public
+    ``build_reconstructable_job``)."""
     from marketdata_assets.definitions import defs
 
+    return defs.resolve_job_def(name)
+
+
+def _reconstructable_job(name: str) -> Any:  # noqa: ANN401 - ReconstructableJob
+    from dagster import build_reconstructable_job
+
+    return build_reconstructable_job(
+        JOB_RECONSTRUCTOR_MODULE, job_named.__name__, reconstructable_args=(name,)
+    )
+
+
+def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
+    from dagster import AssetKey, execute_job
+
+    from marketdata_assets.defs.automation import refresh_job_name
+
     keys = [AssetKey(list(path)) for path in planned.asset_paths]
-    job_def = defs.get_repository_def().get_implicit_job_def_for_assets(keys)
-    assert job_def is not None, f"no implicit job holds {keys[0].to_user_string()}"
-    recon_repo = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs")
-    recon_job = ReconstructableJob(repository=recon_repo, job_name=job_def.name)
     try:
         result = execute_job(
-            job=recon_job,
+            job=_reconstructable_job(refresh_job_name(planned.venue)),  # the venue's named job
             instance=instance,
             asset_selection=keys,  # with their asset checks
             tags=planned.range_tags(),
@@ -350,17 +361,11 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
 def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - DagsterInstance
     """Materialise ``serving/catalog`` (compaction + inventory) in one run; None if not defined."""
     from dagster import DagsterInstance, execute_job
-    from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
-    from marketdata_assets.assets.catalog import CATALOG_KEY
-    from marketdata_assets.definitions import defs
+    from marketdata_assets.defs.automation import CATALOG_JOB
+    from marketdata_assets.defs.catalog import CATALOG_KEY
 
-    job_def = defs.get_repository_def().get_implicit_job_def_for_assets([CATALOG_KEY])
-    if job_def is None:
-        return None
-    recon_job = ReconstructableJob(
-        repository=ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs"), job_name=job_def.name
-    )
+    recon_job = _reconstructable_job(CATALOG_JOB)
     planned = PlannedRun("catalog", tuple(CATALOG_KEY.path), "-", date.today(), date.today())
     result = execute_job(
         job=recon_job,

@@ -57,7 +57,7 @@ def start_simulator(port_file: Path, log: Path) -> tuple[subprocess.Popen, str]:
 def main() -> int:
     settings = load_settings(CONFIG_DIR / "demo.yaml", environ={})
     assert settings.synthetic, "the demo must run on synthetic settings"
-    from marketdata_assets.backfill import latest_closed_day
+    from marketdata_assets.universe import latest_closed_day
 
     end = latest_closed_day()
     start = end - timedelta(days=DEMO_DAYS - 1)

@@ -80,7 +80,7 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     if args.config:
         os.environ["MARKETDATA_CONFIG"] = str(Path(args.config).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
-    from marketdata_assets.backfill import (
+    from marketdata_assets.cli.backfill import (
         BackfillError,
         execute_runs,
         plan_backfill,

@@ -13,13 +13,13 @@
 * ``catalog_refresh`` sensor: materialises ``serving/catalog`` once the served layer changed and no
   refresh run is in flight (so after the nightly runs and after backfills, once).
 
-The decisions (which days, how batched, when to retry) are in :mod:`marketdata_assets.automation_plan`;
+The decisions (which days, how batched, when to retry) are in :mod:`marketdata_assets.pipeline.plan`;
 this module reads the instance and the gap table and turns the plan into run requests.
 """
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetKey,
@@ -40,19 +40,21 @@ from dagster import (
     schedule,
     sensor,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
-from marketdata_assets.assets.catalog import CATALOG_KEY, served_keys
-from marketdata_assets.assets.dvol import DVOL_TIMEFRAMES, dvol_key
-from marketdata_assets.assets.partitions import candle_partitions, dvol_partitions
-from marketdata_assets.assets.raw import DVOL_RAW_KEY, raw_candles_key
-from marketdata_assets.assets.resampled import resampled_key
-from marketdata_assets.assets.validated import gaps_key, validated_candles_key
-from marketdata_assets.automation_plan import (
+from marketdata_assets.defs.catalog import CATALOG_KEY, served_keys
+from marketdata_assets.defs.dvol import DVOL_TIMEFRAMES, dvol_key
+from marketdata_assets.defs.partitions import (
+    PARTITION_NAME_TAG,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    candle_partitions,
+    dvol_partitions,
+)
+from marketdata_assets.defs.raw import DVOL_RAW_KEY, raw_candles_key
+from marketdata_assets.defs.resampled import resampled_key
+from marketdata_assets.defs.resources import StorageResource
+from marketdata_assets.defs.validated import gaps_key, validated_candles_key
+from marketdata_assets.pipeline.plan import (
     Backoff,
     Batch,
     Day,
@@ -65,6 +67,7 @@ from marketdata_assets.automation_plan import (
     scan_window,
 )
 from marketdata_assets.settings import LoadedSettings
+from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets.transform.resample import TIMEFRAMES
 
 DVOL_VENUE = "deribit"
@@ -92,7 +95,7 @@ def venue_series(settings: LoadedSettings) -> list[Series]:
     """Every venue's series (candle venues, then DVOL), instruments in partition order."""
     out = [Series(venue, tuple(cfg.symbol_keys), cfg.start_date) for venue, cfg in settings.venues.items()]
     if settings.dvol is not None:
-        out.append(Series(DVOL_VENUE, tuple(settings.dvol.currencies), settings.dvol.start_date, dvol=True))
+        out.append(Series(DVOL_VENUE, tuple(settings.dvol.currencies), settings.dvol.start_date))
     return out
 
 
@@ -117,8 +120,8 @@ def _partitions_def(settings: LoadedSettings, venue: str):  # noqa: ANN202 - Mul
 
 def batch_tags(batch: Batch, launched_by: str) -> dict[str, str]:
     tags = {
-        ASSET_PARTITION_RANGE_START_TAG: batch.range_start,
-        ASSET_PARTITION_RANGE_END_TAG: batch.range_end,
+        PARTITION_RANGE_START_TAG: batch.range_start,
+        PARTITION_RANGE_END_TAG: batch.range_end,
         LAUNCHED_BY_TAG: launched_by,
         AUTOMATION_TAG: launched_by.split()[-1],
     }
@@ -225,13 +228,13 @@ def build_gap_backfill_sensor(settings: LoadedSettings, series: list[Series], jo
             "(recorded as an observation on the raw partition). The cursor holds the tries."
         ),
     )
-    def gap_backfill(context: SensorEvaluationContext) -> SensorResult:
+    def gap_backfill(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
         now_dt = datetime.now(UTC)
         now = now_dt.timestamp()
         window = scan_window(policy, now_dt)
         instance = context.instance
         runs_in_flight, in_flight = partitions_in_flight(instance, settings, series)
-        needing, in_progress = days_needing_work(instance, settings, series, window)
+        needing, in_progress = days_needing_work(instance, settings, series, window, storage.root())
         in_flight |= in_progress
         backoff = Backoff.from_cursor(
             context.cursor, base_s=cfg.retry_base_minutes * 60, max_tries=cfg.max_tries
@@ -290,15 +293,15 @@ def build_gap_backfill_sensor(settings: LoadedSettings, series: list[Series], jo
     return gap_backfill
 
 
+BACKFILL_LOOKBACK = 200  # the newest backfills looked at for requested partitions
+
+
 def partitions_in_flight(
     instance,  # noqa: ANN001 - DagsterInstance
     settings: LoadedSettings,
     series: list[Series],
 ) -> tuple[dict[str, int], set[Day]]:
     """(runs per venue, days) of the runs queued or running and of the asset backfills still requested."""
-    from dagster._core.execution.backfill import BulkActionStatus
-    from dagster._core.storage.runs.base import BulkActionsFilter
-
     owners = {key: s for s in series for key in refresh_keys(s.venue)}
     jobs = {refresh_job_name(s.venue): s for s in series}
     runs: Counter[str] = Counter()
@@ -320,7 +323,10 @@ def partitions_in_flight(
         for venue, s in touched.items():
             runs[venue] += 1
             add(s, _run_partition_keys(settings, venue, run.tags))
-    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+    # Dagster exports no public filter type for backfills; their status is an enum whose value names it.
+    for backfill in instance.get_backfills(limit=BACKFILL_LOOKBACK):
+        if backfill.status.value != "REQUESTED":
+            continue
         data = backfill.asset_backfill_data
         if data is not None:
             for key, subset in data.target_subset.partitions_subsets_by_asset_key.items():
@@ -334,7 +340,7 @@ def partitions_in_flight(
 def _run_partition_keys(settings: LoadedSettings, venue: str, tags: dict[str, str]) -> list[str]:
     if PARTITION_NAME_TAG in tags:
         return [tags[PARTITION_NAME_TAG]]
-    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    start, end = tags.get(PARTITION_RANGE_START_TAG), tags.get(PARTITION_RANGE_END_TAG)
     if start is None or end is None:
         return []
     try:
@@ -347,11 +353,10 @@ def _run_partition_keys(settings: LoadedSettings, venue: str, tags: dict[str, st
 
 def _parse_day(series: Series, key: str) -> Day | None:
     try:
-        first, second = str(key).split("|")
-        instrument, day = (first, second) if series.dvol else (second, first)
-        return Day(series.venue, instrument, date.fromisoformat(day))
+        instrument, day = series.split_key(str(key))
     except ValueError:
         return None
+    return Day(series.venue, instrument, day)
 
 
 def days_needing_work(
@@ -359,6 +364,7 @@ def days_needing_work(
     settings: LoadedSettings,
     series: list[Series],
     window: ScanWindow,
+    root: StorageRoot,
 ) -> tuple[dict[Day, Reason], set[Day]]:
     """Days of the scan window that some refresh asset lacks (missing), whose latest attempt failed, or
     whose validated data has an outage gap; plus the days Dagster reports in progress."""
@@ -392,19 +398,17 @@ def days_needing_work(
             elif day.day >= window.outage_from:
                 complete.append(day)
         if not s.dvol:
-            for day in outage_days(settings, s, window) & set(complete):
+            for day in outage_days(root, s, window) & set(complete):
                 needing[day] = Reason.OUTAGE
     return needing, in_progress
 
 
-def outage_days(settings: LoadedSettings, series: Series, window: ScanWindow) -> set[Day]:
+def outage_days(root: StorageRoot, series: Series, window: ScanWindow) -> set[Day]:
     """Days in the outage window whose gap table holds an ``outage`` row."""
     import pandas as pd
 
-    from marketdata_assets.storage.root import StorageRoot
     from marketdata_assets.storage.served import read_gaps
 
-    root = StorageRoot.from_uri(settings.storage_root)
     first = max(window.outage_from, series.start_date)
     start = pd.Timestamp(first, tz="UTC")
     end = pd.Timestamp(window.last + timedelta(days=1), tz="UTC")

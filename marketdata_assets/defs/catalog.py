@@ -13,10 +13,11 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 from dagster_duckdb import DuckDBResource
 
-from marketdata_assets.assets.common import storage_root, to_metadata
-from marketdata_assets.assets.dvol import DVOL_TIMEFRAMES, dvol_key
-from marketdata_assets.assets.resampled import resampled_key
-from marketdata_assets.assets.validated import gaps_key, validated_candles_key
+from marketdata_assets.defs.common import to_metadata
+from marketdata_assets.defs.dvol import DVOL_TIMEFRAMES, dvol_key
+from marketdata_assets.defs.resampled import resampled_key
+from marketdata_assets.defs.resources import StorageResource
+from marketdata_assets.defs.validated import gaps_key, validated_candles_key
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.transform.resample import TIMEFRAMES
 
@@ -42,20 +43,22 @@ def build_catalog_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefin
     @asset(
         key=CATALOG_KEY,
         deps=served_keys(settings),
-        group_name="serving",
+        group_name="served",  # with the series it lists; its key stays serving/catalog
         kinds={"duckdb", "parquet"},
         description=(
             "Inventory of the served layer (what data we have, with gap counts), after compacting "
             "leftovers of crashed writers. Queried with DuckDB over the Parquet files."
         ),
     )
-    def catalog(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
-        from marketdata_assets.quality.day_checks import markdown_table
+    def catalog(
+        context: AssetExecutionContext, duckdb: DuckDBResource, storage: StorageResource
+    ) -> MaterializeResult:
+        from marketdata_assets.quality.tables import markdown_table
         from marketdata_assets.storage.catalog import inventory, register_views
         from marketdata_assets.storage.compaction import compact
         from marketdata_assets.storage.served import MONTHLY_DATASETS
 
-        root = storage_root(settings)
+        root = storage.root()
         compaction: dict[str, Any] = {}
         for name in MONTHLY_DATASETS:
             report = compact(root, name)

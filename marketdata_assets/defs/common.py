@@ -1,4 +1,4 @@
-"""Pieces every asset module shares: the storage root, metadata conversion, per-partition results.
+"""Pieces every asset module shares: partition keys to days, metadata conversion, per-partition results.
 
 A step usually covers a range of partitions (``BackfillPolicy.single_run``). Dagster records one
 materialisation per partition of the range with the step's metadata, whatever the body does, so a step
@@ -7,8 +7,12 @@ fail records the good ones one by one (with their own numbers) and fails naming 
 (:func:`finish`).
 """
 
+from __future__ import annotations
+
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from dagster import (
@@ -20,15 +24,39 @@ from dagster import (
     MetadataValue,
 )
 
-from marketdata_assets.settings import LoadedSettings
-from marketdata_assets.storage.root import StorageRoot
+from marketdata_assets.defs.partitions import split_key
+from marketdata_assets.pipeline.outcome import DayOutcome
+from marketdata_assets.quality.tables import markdown_rows
 
 
-def storage_root(settings: LoadedSettings) -> StorageRoot:
-    """The configured root, claimed for this kind of data (synthetic data never lands in a real root)."""
-    root = StorageRoot.from_uri(settings.storage_root)
-    root.claim(synthetic=settings.synthetic, environment=settings.environment)
-    return root
+def days_by_instrument(venue: str, partition_keys: Sequence[str]) -> dict[str, list[tuple[str, date]]]:
+    """A run's partition keys grouped by instrument: ``{symbol or currency: [(partition key, day)]}``, in
+    the order of the run."""
+    grouped: dict[str, list[tuple[str, date]]] = defaultdict(list)
+    for partition_key in partition_keys:
+        instrument, day = split_key(venue, partition_key)
+        grouped[instrument].append((partition_key, day))
+    return dict(grouped)
+
+
+def results_from_outcomes(
+    items: Sequence[tuple[str, date]], outcomes: Sequence[DayOutcome], keys: Mapping[str, AssetKey]
+) -> list[PartitionResult]:
+    """The pipeline's day outcomes as partition results: ``keys`` maps each output of the step (``1m``,
+    ``gaps``, a timeframe) to its asset key."""
+    results = []
+    for (partition_key, day), outcome in zip(items, outcomes, strict=True):
+        assert outcome.day == day, f"outcome of {outcome.day} for partition {partition_key}"
+        results.append(
+            PartitionResult(
+                partition_key,
+                outcome.label,
+                ok=outcome.ok,
+                error=outcome.error,
+                metadata={keys[name]: numbers for name, numbers in outcome.numbers.items() if name in keys},
+            )
+        )
+    return results
 
 
 def metadata_value(key: str, value: Any) -> Any:
@@ -64,7 +92,7 @@ class PartitionResult:
     error: str | None = None
     metadata: dict[AssetKey, dict[str, Any]] = field(default_factory=dict)
 
-    def fail(self, error: str) -> "PartitionResult":
+    def fail(self, error: str) -> PartitionResult:
         self.ok = False
         self.error = error
         return self
@@ -80,11 +108,13 @@ def range_metadata(results: Sequence[PartitionResult], asset_key: AssetKey, colu
         values = [row.get(column) for row in rows]
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             totals[column] = sum(values)
-    header = "| partition | " + " | ".join(columns) + " |"
-    table = [header, "|" + "---|" * (len(columns) + 1)]
-    for result, row in zip(results, rows, strict=True):
-        table.append(f"| {result.label} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    totals["per_partition_md"] = "\n".join(table)
+    totals["per_partition_md"] = markdown_rows(
+        ["partition", *columns],
+        (
+            [result.label, *(_cell(row.get(c)) for c in columns)]
+            for result, row in zip(results, rows, strict=True)
+        ),
+    )
     return to_metadata(totals)
 
 

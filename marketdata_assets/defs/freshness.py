@@ -23,9 +23,11 @@ from dagster import (
     define_asset_job,
 )
 
-from marketdata_assets.assets.common import storage_root, to_metadata
-from marketdata_assets.assets.dvol import dvol_key
-from marketdata_assets.assets.validated import validated_candles_key
+from marketdata_assets.defs.common import to_metadata
+from marketdata_assets.defs.dvol import dvol_key
+from marketdata_assets.defs.resources import StorageResource
+from marketdata_assets.defs.validated import validated_candles_key
+from marketdata_assets.quality.tables import markdown_rows
 from marketdata_assets.settings import LoadedSettings
 
 FRESHNESS_CHECK = "freshness"
@@ -42,10 +44,12 @@ def _latest(root, dataset, keys: dict[str, str]) -> pd.Timestamp | None:  # noqa
     return None if frame.empty else frame["timestamp"].max()
 
 
-def _check(settings: LoadedSettings, series: dict[str, tuple[object, dict[str, str]]]) -> AssetCheckResult:
+def _check(
+    settings: LoadedSettings, storage: StorageResource, series: dict[str, tuple[object, dict[str, str]]]
+) -> AssetCheckResult:
     from marketdata_assets.quality.freshness import freshness
 
-    root = storage_root(settings)
+    root = storage.root()
     now = pd.Timestamp.now(tz="UTC")
     max_lag = timedelta(hours=settings.quality.max_staleness_hours)
     results = [
@@ -53,12 +57,18 @@ def _check(settings: LoadedSettings, series: dict[str, tuple[object, dict[str, s
         for name, (dataset, keys) in series.items()
     ]
     stale = [r for r in results if not r.fresh]
-    lines = ["| series | newest candle (UTC) | age (h) | fresh |", "|---|---|---|---|"]
-    for r in results:
-        age = f"{r.lag.total_seconds() / 3600:.1f}" if r.lag is not None else "-"
-        lines.append(
-            f"| {r.series} | {r.latest.isoformat() if r.latest is not None else '-'} | {age} | {r.fresh} |"
-        )
+    table = markdown_rows(
+        ["series", "newest candle (UTC)", "age (h)", "fresh"],
+        [
+            [
+                r.series,
+                r.latest.isoformat() if r.latest is not None else "-",
+                f"{r.lag.total_seconds() / 3600:.1f}" if r.lag is not None else "-",
+                r.fresh,
+            ]
+            for r in results
+        ],
+    )
     description = (
         f"all {len(results)} series newer than {settings.quality.max_staleness_hours:g} h"
         if not stale
@@ -71,7 +81,7 @@ def _check(settings: LoadedSettings, series: dict[str, tuple[object, dict[str, s
         metadata=to_metadata(
             {"stale_series": len(stale), "max_staleness_hours": settings.quality.max_staleness_hours}
         )
-        | to_metadata({"series_md": "\n".join(lines)}),
+        | to_metadata({"series_md": table}),
     )
 
 
@@ -96,8 +106,8 @@ def build_freshness_checks(settings: LoadedSettings) -> list:
             name=FRESHNESS_CHECK,
             description="the newest served 1m DVOL point of every configured currency is recent",
         )
-        def dvol_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
-            return _check(settings, dvol_series)
+        def dvol_fresh(context: AssetCheckExecutionContext, storage: StorageResource) -> AssetCheckResult:
+            return _check(settings, storage, dvol_series)
 
         checks.append(dvol_fresh)
     return checks
@@ -109,8 +119,8 @@ def _candle_check(settings: LoadedSettings, venue: str, series: dict):  # noqa: 
         name=FRESHNESS_CHECK,
         description=f"the newest served 1m candle of every configured {venue} symbol is recent",
     )
-    def candles_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        return _check(settings, series)
+    def candles_fresh(context: AssetCheckExecutionContext, storage: StorageResource) -> AssetCheckResult:
+        return _check(settings, storage, series)
 
     return candles_fresh
 

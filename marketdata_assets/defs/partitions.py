@@ -1,8 +1,8 @@
-"""Partitions: UTC day x symbol per candle venue, UTC day x currency for DVOL.
+"""Dagster partition definitions: UTC day x symbol per candle venue, UTC day x currency for DVOL.
 
 Dagster allows two dimensions at most, so the venue is not a dimension: each venue has its own
 assets (and its own pool for rate limits). Day partitions end at yesterday: a day still in
-progress is never a partition.
+progress is never a partition. The key format itself is :mod:`marketdata_assets.universe`'s.
 """
 
 from __future__ import annotations
@@ -17,10 +17,29 @@ from dagster import (
 )
 
 from marketdata_assets.settings import DvolSettings, VenueSettings
+from marketdata_assets.universe import (
+    CURRENCY,
+    DATE,
+    PARTITION_NAME_TAG,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    SYMBOL,
+    instrument_dimension,
+    split_partition_key,
+)
 
-DATE = "date"
-SYMBOL = "symbol"
-CURRENCY = "currency"
+__all__ = [
+    "CURRENCY",
+    "DATE",
+    "PARTITION_NAME_TAG",
+    "PARTITION_RANGE_END_TAG",
+    "PARTITION_RANGE_START_TAG",
+    "SYMBOL",
+    "candle_partitions",
+    "dvol_partitions",
+    "multi_key",
+    "split_key",
+]
 
 
 def daily(start: date) -> DailyPartitionsDefinition:
@@ -39,18 +58,13 @@ def dvol_partitions(cfg: DvolSettings) -> MultiPartitionsDefinition:
     )
 
 
-def split_key(key: str | MultiPartitionKey, other: str) -> tuple[str, date]:
-    """(symbol or currency key, day) of a two-dimensional partition key."""
-    dims = key.keys_by_dimension if isinstance(key, MultiPartitionKey) else _parse(key, other)
-    return dims[other], date.fromisoformat(dims[DATE])
+def split_key(venue: str, key: str | MultiPartitionKey) -> tuple[str, date]:
+    """(symbol or currency key, day) of one of ``venue``'s partition keys."""
+    if isinstance(key, MultiPartitionKey):
+        dims = key.keys_by_dimension
+        return dims[instrument_dimension(venue)], date.fromisoformat(dims[DATE])
+    return split_partition_key(venue, key)
 
 
-def _parse(key: str, other: str) -> dict[str, str]:
-    # MultiPartitionsDefinition orders dimensions by name: "currency|date", "date|symbol".
-    first, second = key.split("|")
-    names = sorted([DATE, other])
-    return dict(zip(names, (first, second), strict=True))
-
-
-def multi_key(day: date, other_name: str, other: str) -> MultiPartitionKey:
-    return MultiPartitionKey({DATE: day.isoformat(), other_name: other})
+def multi_key(venue: str, day: date, instrument_key: str) -> MultiPartitionKey:
+    return MultiPartitionKey({DATE: day.isoformat(), instrument_dimension(venue): instrument_key})

@@ -17,18 +17,13 @@ from dagster import (
     asset,
 )
 
-from marketdata_assets import progress
-from marketdata_assets.assets.common import PartitionResult, finish, storage_root
-from marketdata_assets.assets.partitions import (
-    CURRENCY,
-    SYMBOL,
-    candle_partitions,
-    dvol_partitions,
-    multi_key,
-    split_key,
-)
-from marketdata_assets.ingest import PartitionOutcome, ingest_candle_days, ingest_dvol_days
+from marketdata_assets.defs.common import PartitionResult, finish
+from marketdata_assets.defs.partitions import candle_partitions, dvol_partitions, multi_key, split_key
+from marketdata_assets.defs.resources import StorageResource, VenuesResource
+from marketdata_assets.pipeline import progress
+from marketdata_assets.pipeline.ingest import PartitionOutcome, ingest_candle_days, ingest_dvol_days
 from marketdata_assets.settings import LoadedSettings
+from marketdata_assets.universe import DVOL_VENUE
 
 RAW_GROUP = "raw"
 
@@ -56,18 +51,19 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
             f"partition under raw/ohlcv_1m/exchange={venue}/."
         ),
     )
-    def raw_candles(context: AssetExecutionContext) -> MaterializeResult:
+    def raw_candles(
+        context: AssetExecutionContext, storage: StorageResource, venues: VenuesResource
+    ) -> MaterializeResult:
         from marketdata_assets.storage.revisions import store_raw_candles
 
         items = [
             (cfg.symbol_for_key(symbol), day)
-            for symbol, day in (split_key(k, SYMBOL) for k in context.partition_keys)
+            for symbol, day in (split_key(venue, k) for k in context.partition_keys)
         ]
-        root = storage_root(settings)
+        root = storage.root()
         outcomes = _ingest_range(
             context,
-            venue,
-            cfg,
+            venues.source(venue),
             lambda source, on_partition: ingest_candle_days(
                 source,
                 lambda key, day, fetched: store_raw_candles(root, venue, key, day, fetched.frame),
@@ -76,7 +72,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
                 progress=on_partition,
             ),
         )
-        return _finish(context, outcomes, SYMBOL)
+        return _finish(context, venue, outcomes)
 
     return raw_candles
 
@@ -98,15 +94,16 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
             "one Parquet file per partition under raw/dvol/."
         ),
     )
-    def dvol_raw(context: AssetExecutionContext) -> MaterializeResult:
+    def dvol_raw(
+        context: AssetExecutionContext, storage: StorageResource, venues: VenuesResource
+    ) -> MaterializeResult:
         from marketdata_assets.storage.raw import write_raw_dvol
 
-        items = [split_key(k, CURRENCY) for k in context.partition_keys]
-        root = storage_root(settings)
+        items = [split_key(DVOL_VENUE, k) for k in context.partition_keys]
+        root = storage.root()
         outcomes = _ingest_range(
             context,
-            "deribit",
-            cfg,
+            venues.source(DVOL_VENUE),
             lambda source, on_partition: ingest_dvol_days(
                 source,
                 lambda key, day, fetched: write_raw_dvol(
@@ -115,29 +112,14 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
                 items,
                 progress=on_partition,
             ),
-            minute_history_days=cfg.minute_history_days,
         )
-        return _finish(context, outcomes, CURRENCY)
+        return _finish(context, DVOL_VENUE, outcomes)
 
     return dvol_raw
 
 
-def _ingest_range(
-    context: AssetExecutionContext, venue: str, cfg: Any, ingest: Any, **source_kwargs: Any
-) -> list:
+def _ingest_range(context: AssetExecutionContext, source: Any, ingest: Any) -> list:
     """One client for the venue for the whole run; ``ingest(source, on_partition)`` does the work."""
-    from marketdata_assets.venues.limiter import limiter_from_settings
-    from marketdata_assets.venues.registry import get_source
-
-    source = get_source(
-        venue,
-        cfg.base_url,
-        rate_limit_ms=cfg.rate_limit_ms,
-        timeout_ms=cfg.timeout_ms,
-        max_retries=cfg.max_retries,
-        shared_limiter=limiter_from_settings(venue, cfg),
-        **source_kwargs,
-    )
     try:
         return ingest(source, _progress(context))
     finally:
@@ -199,11 +181,11 @@ def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
 
 
 def _finish(
-    context: AssetExecutionContext, outcomes: Sequence[PartitionOutcome], other: str
+    context: AssetExecutionContext, venue: str, outcomes: Sequence[PartitionOutcome]
 ) -> MaterializeResult:
     results = [
         PartitionResult(
-            multi_key(o.day, other, o.key),
+            multi_key(venue, o.day, o.key),
             f"{o.day.isoformat()} {o.instrument}",
             ok=o.ok,
             error=o.error,

@@ -21,7 +21,8 @@ from dagster import (
     asset,
 )
 
-from marketdata_assets.assets.common import storage_root
+from marketdata_assets.defs.resources import StorageResource, VenuesResource
+from marketdata_assets.quality.tables import markdown_rows
 from marketdata_assets.settings import LoadedSettings
 
 REFERENCE_GROUP = "reference"
@@ -50,34 +51,23 @@ def build_instruments_asset(settings: LoadedSettings, venue: str) -> AssetsDefin
             "Fails when a configured symbol is unknown or delisted; halted symbols only warn."
         ),
     )
-    def instruments(context: AssetExecutionContext) -> MaterializeResult:
-        from marketdata_assets.storage.reference import write_instruments
-        from marketdata_assets.venues.instruments import UniverseError, load_instruments, validate_universe
-        from marketdata_assets.venues.limiter import limiter_from_settings
+    def instruments(
+        context: AssetExecutionContext, storage: StorageResource, venues: VenuesResource
+    ) -> MaterializeResult:
+        from marketdata_assets.pipeline.reference import store_instruments
 
-        fetched = load_instruments(
-            venue,
-            cfg.base_url,
-            timeout_ms=cfg.timeout_ms,
-            rate_limit_ms=cfg.rate_limit_ms,
-            max_retries=cfg.max_retries,
-            shared_limiter=limiter_from_settings(venue, cfg),
-        )
-        frame = fetched.frame
-        root = storage_root(settings)
-        written = write_instruments(root, venue, frame)
-        metadata = _metadata(frame, cfg.symbols)
+        outcome = store_instruments(storage.root(), venue, cfg.symbols, venues.load_instruments(venue))
+        metadata = _metadata(outcome.frame, cfg.symbols)
         metadata.update(
             {
-                "path": MetadataValue.path(written.path),
-                "bytes": MetadataValue.int(written.bytes),
-                "requests": MetadataValue.int(fetched.stats.requests),
-                "retries": MetadataValue.int(fetched.stats.retries),
+                "path": MetadataValue.path(outcome.path),
+                "bytes": MetadataValue.int(outcome.bytes),
+                "requests": MetadataValue.int(outcome.requests),
+                "retries": MetadataValue.int(outcome.retries),
             }
         )
-        try:
-            report = validate_universe(cfg.symbols, frame, venue)
-        except UniverseError as exc:
+        if outcome.error is not None:
+            exc = outcome.error
             context.log.error(str(exc))
             raise Failure(
                 description=str(exc),
@@ -87,9 +77,9 @@ def build_instruments_asset(settings: LoadedSettings, venue: str) -> AssetsDefin
                     "delisted_symbols": MetadataValue.text(", ".join(exc.delisted) or "none"),
                 },
             ) from exc
-        for warning in report.warnings:
+        for warning in outcome.warnings:
             context.log.warning(warning)
-        metadata["halted_symbols"] = MetadataValue.text(", ".join(report.halted) or "none")
+        metadata["halted_symbols"] = MetadataValue.text(", ".join(outcome.halted) or "none")
         return MaterializeResult(metadata=metadata)
 
     return instruments
@@ -102,20 +92,25 @@ def _metadata(frame: Any, configured: list[str]) -> dict[str, Any]:
     for status in ("trading", "halted", "delisted"):
         metadata[f"instruments_{status}"] = MetadataValue.int(int(counts.get(status, 0)))
     by_symbol = frame.set_index("symbol")
-    lines = [
-        "| symbol | venue id | tick size | amount step | min amount | min notional | status |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for symbol in configured:
         if symbol not in by_symbol.index:
-            lines.append(f"| {symbol} | - | - | - | - | - | not listed |")
+            rows.append([symbol, "-", "-", "-", "-", "-", "not listed"])
             continue
         row = by_symbol.loc[symbol]
-        lines.append(
-            f"| {symbol} | {row['venue_id']} | {_num(row['tick_size'])} | {_num(row['amount_step'])} "
-            f"| {_num(row['min_amount'])} | {_num(row['min_notional'])} | {row['status']} ({row['raw_status']}) |"
+        rows.append(
+            [
+                symbol,
+                row["venue_id"],
+                _num(row["tick_size"]),
+                _num(row["amount_step"]),
+                _num(row["min_amount"]),
+                _num(row["min_notional"]),
+                f"{row['status']} ({row['raw_status']})",
+            ]
         )
-    metadata["configured_symbols"] = MetadataValue.md("\n".join(lines))
+    header = ["symbol", "venue id", "tick size", "amount step", "min amount", "min notional", "status"]
+    metadata["configured_symbols"] = MetadataValue.md(markdown_rows(header, rows))
     metadata["fetched_at"] = MetadataValue.text(
         frame["fetched_at"].iloc[0].isoformat() if len(frame) else "-"
     )

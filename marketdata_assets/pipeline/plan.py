@@ -1,6 +1,6 @@
 """What the automation asks for: the nightly runs and the gap backfill plan, with per-day backoff (pure).
 
-The Dagster layer (:mod:`marketdata_assets.assets.automation`) finds out what the instance and the
+The Dagster layer (:mod:`marketdata_assets.defs.automation`) finds out what the instance and the
 gap table say about each day and turns the plan into run requests; everything deciding *which*
 partitions to request, in how many runs and how often lives here and is tested without Dagster.
 
@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+
+from marketdata_assets.universe import DVOL_VENUE, latest_closed_day, partition_key, split_partition_key
 
 CURSOR_VERSION = 1
 
@@ -37,12 +39,17 @@ class Series:
     venue: str
     instruments: tuple[str, ...]
     start_date: date
-    dvol: bool = False  # DVOL keys are "currency|date"; candle keys "date|symbol"
+
+    @property
+    def dvol(self) -> bool:
+        return self.venue == DVOL_VENUE
 
     def partition_key(self, instrument: str, day: date) -> str:
-        if self.dvol:
-            return f"{instrument}|{day.isoformat()}"
-        return f"{day.isoformat()}|{instrument}"
+        return partition_key(self.venue, instrument, day)
+
+    def split_key(self, key: str) -> tuple[str, date]:
+        """(instrument, day) of one of this series' partition keys (ValueError otherwise)."""
+        return split_partition_key(self.venue, key)
 
     def days(self, first: date, last: date) -> list[date]:
         first = max(first, self.start_date)
@@ -101,11 +108,6 @@ class Batch:
 
 
 # -- the nightly runs --------------------------------------------------------------------------------
-
-
-def latest_closed_day(now: datetime) -> date:
-    """The UTC day that closed most recently before ``now``."""
-    return (now.astimezone(UTC) - timedelta(days=1)).date()
 
 
 def nightly_batch(series: Series, now: datetime) -> Batch | None:

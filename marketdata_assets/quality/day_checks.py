@@ -1,6 +1,6 @@
 """The asset checks of one UTC day of candles, as plain data: what passed, how bad, and the failing rows.
 
-The Dagster checks (:mod:`marketdata_assets.assets.checks`) only turn these outcomes into check results,
+The Dagster checks (:mod:`marketdata_assets.defs.checks`) only turn these outcomes into check results,
 and the resampling step calls :func:`validated_day_usable` - the same rules as the blocking checks - so a
 day that fails them is never resampled, whether the run covers one partition or a range.
 
@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from marketdata_assets.frames import MINUTES_PER_DAY
+from marketdata_assets.quality.clean import CleanResult
 from marketdata_assets.quality.continuity import DEFAULT_JUMP_THRESHOLD, price_jumps
 from marketdata_assets.quality.dedupe import dedupe_candles
 from marketdata_assets.quality.gaps import DEFAULT_OUTAGE_MIN_MINUTES, find_gaps, missing_minute_ranges
@@ -47,6 +48,7 @@ from marketdata_assets.quality.schemas import (
     ValidationReport,
     validate_candles,
 )
+from marketdata_assets.quality.tables import markdown_table
 
 ERROR = "error"
 WARN = "warn"
@@ -62,6 +64,9 @@ class CheckPolicy:
     price_jump_threshold: float = DEFAULT_JUMP_THRESHOLD
     max_quarantined_rows: int = 0
     failure_rows: int = 20
+
+
+DEFAULT_POLICY = CheckPolicy()
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,71 @@ def _validated_blocking(
         "ohlc": _rows_outcome(
             "ohlc", report.in_category(OHLC), policy, severity=ERROR, consequence="stored rows are wrong"
         ),
+    }
+
+
+def verdict_checks(
+    clean: CleanResult, gaps: pd.DataFrame, day: date, policy: CheckPolicy = CheckPolicy()
+) -> dict[str, CheckOutcome]:
+    """The five checks of a validated day, from the validate step's one validation of it.
+
+    ``clean.valid`` holds exactly the rows that passed :class:`ValidatedCandles` on the deduplicated,
+    sorted day, so the stored rows pass schema, duplicates and ohlc by construction; what can still fail
+    is the day as a whole (more quarantined rows than the policy allows) and, as a guard against a bug,
+    timestamps that are not strictly increasing. No second Pandera run.
+    """
+    valid = clean.valid
+    quarantined = len(clean.quarantined)
+    by_category = {name: len(clean.report.in_category(name).failing_rows) for name in (SCHEMA, OHLC)}
+    rows = {"rows_checked": len(valid), "failing_rows": 0, "quarantined_rows": quarantined}
+    if quarantined > policy.max_quarantined_rows:
+        schema = CheckOutcome(
+            "schema",
+            passed=False,
+            severity=ERROR,
+            description=(
+                f"{quarantined} rows of this day failed validation and were quarantined "
+                f"(limit {policy.max_quarantined_rows}): the day is not resampled until it is fetched "
+                "again or the limit (quality.max_quarantined_rows) is raised"
+            ),
+            metadata={
+                "quarantined_rows": quarantined,
+                "max_quarantined_rows": policy.max_quarantined_rows,
+                "quarantined_by_rule": clean.report.counts(),
+            },
+        )
+    else:
+        schema = CheckOutcome(
+            "schema",
+            True,
+            ERROR,
+            f"all {len(valid)} stored rows pass",
+            {**rows, "schema_rows_quarantined": by_category[SCHEMA]},
+        )
+    timestamps = valid["timestamp"]
+    if timestamps.is_monotonic_increasing and timestamps.is_unique:
+        duplicates = CheckOutcome("duplicates", True, ERROR, f"all {len(valid)} stored rows pass", dict(rows))
+    else:  # cannot happen after dedupe + sort; a bug upstream if it does
+        duplicates = CheckOutcome(
+            "duplicates",
+            False,
+            ERROR,
+            "stored timestamps are not unique and increasing",
+            {**rows, "failing_rows": int((~(timestamps.diff() > pd.Timedelta(0))).sum()) - 1},
+        )
+    ohlc = CheckOutcome(
+        "ohlc",
+        True,
+        ERROR,
+        f"all {len(valid)} stored rows pass",
+        {**rows, "ohlc_rows_quarantined": by_category[OHLC]},
+    )
+    return {
+        "schema": schema,
+        "duplicates": duplicates,
+        "ohlc": ohlc,
+        "completeness": _completeness(valid, day, policy, gaps=gaps),
+        "continuity": _continuity(valid, policy),
     }
 
 
@@ -311,20 +381,3 @@ def _ranges_text(ranges: list[tuple[pd.Timestamp, pd.Timestamp]], limit: int) ->
     ]
     more = f" (+{len(ranges) - limit} more)" if len(ranges) > limit else ""
     return ", ".join(parts) + more
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A small frame as a markdown table (check and materialisation metadata)."""
-    columns = list(frame.columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)

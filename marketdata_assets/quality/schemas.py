@@ -31,6 +31,7 @@ from pandera.errors import SchemaErrors
 from pandera.typing.pandas import Series
 
 from marketdata_assets.frames import day_bounds_ms
+from marketdata_assets.quality.tables import markdown_rows
 
 SCHEMA = "schema"
 DUPLICATES = "duplicates"
@@ -220,12 +221,10 @@ class ValidationReport:
         if self.ok:
             return "No failures."
         header = ["check", "category", "column", "row", "timestamp", "value"]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in self.failure_table(limit):
-            lines.append("| " + " | ".join("" if row[h] is None else str(row[h]) for h in header) + " |")
+        table = markdown_rows(header, ([row[h] for h in header] for row in self.failure_table(limit)))
         if len(self.failures) > limit:
-            lines.append(f"\n... and {len(self.failures) - limit} more failures")
-        return "\n".join(lines)
+            table += f"\n\n... and {len(self.failures) - limit} more failures"
+        return table
 
 
 def validate_candles(

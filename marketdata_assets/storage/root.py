@@ -61,7 +61,7 @@ from marketdata_assets.storage.objectstore import SnapshotReads
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 # A finished path segment: a validated name, ``key=value`` of validated names, or a data file name.
-_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+(=[A-Za-z0-9_-]+)?|[A-Za-z0-9_-]+\.parquet")
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+(=[A-Za-z0-9_-]+)?|[A-Za-z0-9_-]+\.(parquet|json)")
 LOCKS_DIR = "_locks"
 CLAIM_FILE = "_root.json"
 DATA_FILE = "data.parquet"

@@ -19,8 +19,8 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 
-from marketdata_assets.assets.automation import refresh_keys
 from marketdata_assets.definitions import build_definitions
+from marketdata_assets.defs.automation import refresh_keys
 from marketdata_assets.settings import LoadedSettings, load_settings
 from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets.storage.served import read_gaps
@@ -93,7 +93,9 @@ def refresh(defs, instance, venue: str, tags: dict[str, str]) -> bool:  # noqa: 
 
 def tick(defs, instance, name: str = "gap_backfill", cursor: str | None = None):  # noqa: ANN001, ANN201
     sensor = defs.get_repository_def().get_sensor_def(name)
-    context = build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, repository_def=defs.get_repository_def(), resources=defs.resources
+    )
     return sensor.evaluate_tick(context)
 
 

@@ -10,8 +10,8 @@ import pytest
 from dagster import AssetSelection, materialize
 from dagster._core.test_utils import instance_for_test
 
-from marketdata_assets.assets.freshness import build_freshness_checks, build_freshness_schedule
 from marketdata_assets.definitions import build_definitions
+from marketdata_assets.defs.freshness import build_freshness_checks, build_freshness_schedule
 from marketdata_assets.quality.freshness import freshness
 from marketdata_assets_tests.dagster.test_raw_ingestion_e2e import run, sim_settings
 

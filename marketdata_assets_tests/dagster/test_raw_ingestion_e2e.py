@@ -180,7 +180,7 @@ def test_a_failing_venue_fails_only_its_own_partitions(tmp_path: Path, simulator
 
 @pytest.mark.parametrize("day", ["2099-01-01"])
 def test_today_or_later_is_refused_with_a_clear_message(day: str) -> None:
-    from marketdata_assets.ingest import ensure_closed
+    from marketdata_assets.pipeline.ingest import ensure_closed
 
     with pytest.raises(ValueError, match="not a closed UTC day yet"):
         ensure_closed(date.fromisoformat(day))

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from marketdata_assets.assets.reference import build_reference_assets, instruments_key
 from marketdata_assets.client import MarketDataClient
+from marketdata_assets.defs.reference import build_reference_assets, instruments_key
+from marketdata_assets.defs.resources import resources_from_settings
 from marketdata_assets.settings import LoadedSettings, load_settings
 from marketdata_assets.venues.instruments import UniverseError, check_settings_universe
 
@@ -60,7 +61,7 @@ def test_every_venue_stores_its_instruments_and_reports_the_universe(tmp_path: P
     assert {a.group_names_by_key[a.key] for a in assets} == {"reference"}
     assert [a.op.pool for a in assets] == [f"venue_{v}" for v in VENUES]
     with DagsterInstance.ephemeral() as instance:
-        result = materialize(assets, instance=instance)
+        result = materialize(assets, instance=instance, resources=resources_from_settings(settings))
         assert result.success
         okx = metadata(instance, "okx")
     assert okx["instruments"] == 5 and okx["instruments_trading"] == 5 and okx["instruments_delisted"] == 0
@@ -81,7 +82,12 @@ def test_unknown_or_delisted_symbol_fails_that_venue_with_a_clear_message(
     )
     settings = sim_settings(tmp_path, sim, {"okx": ["BTC/USDT", "ETH/USDC"]})
     with DagsterInstance.ephemeral() as instance:
-        result = materialize(build_reference_assets(settings), instance=instance, raise_on_error=False)
+        result = materialize(
+            build_reference_assets(settings),
+            instance=instance,
+            resources=resources_from_settings(settings),
+            raise_on_error=False,
+        )
         assert not result.success
         binance = failure_text(result, "binance")
         okx = failure_text(result, "okx")

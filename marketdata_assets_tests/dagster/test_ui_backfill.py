@@ -87,7 +87,7 @@ def _assert_runs_cover(runs: list, partitions: list[str]) -> None:
     """Every requested partition is in exactly one run's range (expanded by Dagster's own definition)."""
     from dagster import PartitionKeyRange
 
-    from marketdata_assets.assets.partitions import candle_partitions
+    from marketdata_assets.defs.partitions import candle_partitions
     from marketdata_assets.settings import VenueSettings
 
     parts = candle_partitions(
