@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -176,11 +179,10 @@ def execute_runs(
 
 
 def _execute_here(runs: Sequence[PlannedRun], instance, on_partition) -> list[RunResult]:  # noqa: ANN001
-    from dagster import DagsterInstance
-
     from marketdata_assets import progress
+    from marketdata_assets.instance import open_instance
 
-    instance = instance or DagsterInstance.get()
+    instance = instance or open_instance()
     results: list[RunResult] = []
     for planned in runs:
         collected: list[PartitionOutcome] = []
@@ -202,16 +204,16 @@ _WIRE_PREFIX = "@@marketdata@@ "
 
 def _execute_in_workers(runs, venues, on_partition) -> list[RunResult]:  # noqa: ANN001
     """One ``python -m marketdata_assets.backfill`` worker per venue; progress comes back as JSON lines."""
-    from dagster import DagsterInstance
+    from marketdata_assets.instance import open_instance
 
-    # Open the instance once first: on a fresh DAGSTER_HOME that creates the SQLite schema, which
-    # several workers creating at the same moment would race on ("table ... already exists").
-    DagsterInstance.get().dispose()
+    # Open the instance once first (under the instance lock): on a fresh DAGSTER_HOME that creates the
+    # SQLite schema, which several workers creating at the same moment would race on.
+    open_instance().dispose()
     procs = {}
     for venue in venues:
         payload = json.dumps([_run_to_json(r) for r in runs if r.venue == venue])
         procs[venue] = subprocess.Popen(
-            [sys.executable, "-m", "marketdata_assets.backfill", payload],
+            [sys.executable, "-m", "marketdata_assets.backfill", payload, str(os.getpid())],
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
@@ -262,7 +264,40 @@ def quiet_dagster_warnings() -> None:
     warnings.filterwarnings("ignore", category=PreviewWarning)
 
 
-def _worker(payload: str) -> int:
+def exit_with_parent(parent: int) -> None:
+    """End this process as soon as ``parent`` dies (a killed ``marketdata backfill`` leaves no workers).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, the kernel kills us the moment the parent exits. Everywhere
+    (and in case the parent died before the prctl): a daemon thread that exits when we are reparented.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(EXIT_PARENT_GONE)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+PR_SET_PDEATHSIG = 1
+PARENT_POLL_S = 0.5
+EXIT_PARENT_GONE = 3
+
+
+def _worker(payload: str, parent: int | None = None) -> int:
+    if parent is not None:
+        exit_with_parent(parent)
     quiet_dagster_warnings()
     runs = [_run_from_json(item) for item in json.loads(payload)]
 
@@ -322,6 +357,7 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
     from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
     from marketdata_assets.definitions import defs
+    from marketdata_assets.instance import process_tags
 
     keys = [AssetKey(list(path)) for path in planned.asset_paths]
     job_def = defs.get_repository_def().get_implicit_job_def_for_assets(keys)
@@ -333,7 +369,8 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
             job=recon_job,
             instance=instance,
             asset_selection=keys,  # with their asset checks
-            tags=planned.range_tags(),
+            # which process executes the run: a later backfill fails the run if that process is gone
+            tags={**planned.range_tags(), **process_tags()},
             # The terminal shows our progress bar; the full event log still goes to the instance (UI).
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
@@ -349,11 +386,12 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
 
 def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - DagsterInstance
     """Materialise ``serving/catalog`` (compaction + inventory) in one run; None if not defined."""
-    from dagster import DagsterInstance, execute_job
+    from dagster import execute_job
     from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
     from marketdata_assets.assets.catalog import CATALOG_KEY
     from marketdata_assets.definitions import defs
+    from marketdata_assets.instance import open_instance, process_tags
 
     job_def = defs.get_repository_def().get_implicit_job_def_for_assets([CATALOG_KEY])
     if job_def is None:
@@ -364,9 +402,9 @@ def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - Dagste
     planned = PlannedRun("catalog", tuple(CATALOG_KEY.path), "-", date.today(), date.today())
     result = execute_job(
         job=recon_job,
-        instance=instance or DagsterInstance.get(),
+        instance=instance or open_instance(),
         asset_selection=[CATALOG_KEY],
-        tags={"marketdata/launched_by": "marketdata backfill"},
+        tags={"marketdata/launched_by": "marketdata backfill", **process_tags()},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
@@ -375,4 +413,4 @@ def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - Dagste
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1]))
+    sys.exit(_worker(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))

@@ -105,6 +105,20 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         print(f"marketdata backfill: {exc}", file=err)
         return EXIT_USAGE
 
+    from marketdata_assets.instance import fail_orphaned_runs, open_instance
+
+    instance = open_instance()  # under a lock: creates the storage of a fresh DAGSTER_HOME once
+    try:
+        orphaned = fail_orphaned_runs(instance)
+    finally:
+        instance.dispose()
+    if orphaned:
+        print(
+            f"Marked {len(orphaned)} run(s) of an earlier backfill whose process is gone as failed: "
+            + ", ".join(run_id[:8] for run_id in orphaned),
+            file=err,
+        )
+
     total = sum(r.days for r in runs)
     print(
         f"Backfilling {total} partitions in {len(runs)} runs ({settings.environment} settings, "
