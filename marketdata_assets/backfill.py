@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,44 @@ class RunResult:
     success: bool
     error: str | None = None
     outcomes: list[PartitionOutcome] = field(default_factory=list)
+    # days fetched fine but failed downstream (e.g. held back from resampling by a check): day -> why
+    held_back: dict[date, str] = field(default_factory=dict)
+
+
+_FAILED_PARTITION_RE = re.compile(r"^- (\d{4}-\d{2}-\d{2}) \S+: (.+)$", re.M)
+
+
+def held_back_days(failure_descriptions: Sequence[str]) -> dict[date, str]:
+    """Days named by the steps' failure listings (``- 2024-03-05 BTCUSDT: why``, see ``assets.common``)."""
+    days: dict[date, str] = {}
+    for text in failure_descriptions:
+        for day, why in _FAILED_PARTITION_RE.findall(text or ""):
+            days.setdefault(date.fromisoformat(day), why.strip())
+    return days
+
+
+def mark_held_back(outcomes: list[PartitionOutcome], held_back: dict[date, str]) -> list[PartitionOutcome]:
+    """Fetched partitions whose day failed downstream count as failed, with the downstream reason."""
+    for outcome in outcomes:
+        if outcome.ok and outcome.day in held_back:
+            outcome.ok, outcome.error = False, held_back[outcome.day]
+    return outcomes
+
+
+def step_error_message(error) -> str:  # noqa: ANN001 - SerializableErrorInfo
+    """The message of a failed step, from the underlying cause rather than Dagster's wrapper.
+
+    User code that raises (an ``OSError`` on a bad root, say) reaches the event log as a
+    ``DagsterExecutionStepExecutionError`` whose ``cause`` is the real exception; show that one.
+    """
+    while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    message = error.message.strip()
+    if error.cls_name:  # "dagster._core.definitions.events.Failure: ..." -> "...", "OSError: ..." kept
+        message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name)}: ", "", message)
+        if error.cls_name != "Failure":
+            message = f"{error.cls_name}: {message}"
+    return message
 
 
 def latest_closed_day(now: datetime | None = None) -> date:
@@ -113,7 +152,11 @@ def plan_backfill(
         raise BackfillError(f"--end {end} is not a closed UTC day yet; the latest closed day is {latest}")
 
     known = [*settings.venues, *([DVOL_VENUE] if settings.dvol else [])]
-    chosen = list(venues) if venues else known
+    if venues is not None and not venues:
+        raise BackfillError("no venue given (omit --venue for all)")
+    if symbols is not None and not symbols:
+        raise BackfillError("no symbol given (omit --symbols for all)")
+    chosen = list(dict.fromkeys(venues)) if venues else known  # a venue named twice runs once
     unknown = [v for v in chosen if v not in known]
     if unknown:
         raise BackfillError(f"unknown venue {', '.join(unknown)}; configured: {', '.join(known)}")
@@ -194,7 +237,7 @@ def _execute_here(runs: Sequence[PlannedRun], instance, on_partition) -> list[Ru
 
         with progress.listening(listener):
             result = _execute_one(planned, instance)
-        result.outcomes = collected
+        result.outcomes = mark_held_back(collected, result.held_back)
         results.append(result)
     return results
 
@@ -377,11 +420,14 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
         )
     except Exception as exc:  # noqa: BLE001 - a run that cannot start is reported like a failed one
         return RunResult(planned, None, False, f"{type(exc).__name__}: {exc}")
-    error = None
+    error, held_back = None, {}
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
-    return RunResult(planned, result.run_id, result.success, error)
+        failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+        error = step_error_message(failures[0].error) if failures else "run failed"
+        held_back = held_back_days(
+            [f.user_failure_data.description for f in failures if f.user_failure_data is not None]
+        )
+    return RunResult(planned, result.run_id, result.success, error, held_back=held_back)
 
 
 def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - DagsterInstance
