@@ -44,7 +44,7 @@ def build_definitions(settings: LoadedSettings) -> Definitions:
     assets.append(build_catalog_asset(settings))
     # In-process: a run's steps share one process, so ccxt/pandas/pandera are imported once per run
     # (the multiprocess executor re-imports them for every step: ~11 s vs ~5.6 s per run measured).
-    # Nightly schedules, the gap backfill sensor and the catalog refresh (assets/automation.py).
+    # Nightly schedules, the gap backfill sensor and the catalog refresh (defs/automation.py).
     automation = build_automation(settings)
     return Definitions(
         assets=assets,

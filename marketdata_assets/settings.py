@@ -391,8 +391,18 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_format_errors(file, exc)) from None
-    root = env.get("MARKETDATA_ROOT") or settings.storage.root
-    return LoadedSettings(settings=settings, path=file, storage_root=resolve_root(root, file.parent))
+    override = env.get("MARKETDATA_ROOT")
+    root = override or settings.storage.root
+    resolved = resolve_root(root, file.parent)
+    if not _URI_SCHEME_RE.match(resolved) or resolved.startswith("file://"):
+        from marketdata_assets.storage.root import StorageRootError, check_local_root
+
+        setting = "MARKETDATA_ROOT" if override else f"{file}: storage.root"
+        try:
+            check_local_root(resolved.removeprefix("file://"), setting)
+        except StorageRootError as exc:
+            raise SettingsError(str(exc)) from None
+    return LoadedSettings(settings=settings, path=file, storage_root=resolved)
 
 
 class _Loader(yaml.SafeLoader):

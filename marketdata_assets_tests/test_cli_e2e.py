@@ -69,7 +69,13 @@ def test_backfill_serves_every_timeframe_and_names_a_held_back_day(tmp_path: Pat
     assert proc.returncode == 1, output
     assert "Catalog refreshed" in output
     # the okx day was fetched and validated, but its bad rows hold it back from resampling, by name
-    assert "2024-03-05 BTCUSDT: not resampled: validated schema check fails" in output
+    assert (
+        "1 partition(s) failed:\n  okx BTC/USDT 2024-03-05: not resampled: validated schema check fails"
+        in output
+    )
+    assert "run(s) failed" not in output
+    [okx_row] = [line.split() for line in proc.stdout.splitlines() if line.startswith("okx ")]
+    assert okx_row[2:5] == ["1", "0", "1"]  # days, ok, failed: the held-back day is not ok
 
     client = MarketDataClient(root=tmp_path / "data")
     for timeframe, bins in {"1m": 1440, "5m": 288, "1h": 24, "1d": 1}.items():

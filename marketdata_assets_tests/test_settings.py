@@ -130,3 +130,29 @@ def test_demo_root_is_not_the_real_root() -> None:
     demo = load_settings(CONFIG_DIR / "demo.yaml", environ={})
     assert demo.synthetic and not local.synthetic
     assert not demo.storage_root.startswith(local.storage_root)
+
+
+@pytest.mark.parametrize("where", ["file", "env"])
+@pytest.mark.parametrize("kind", ["slash", "home", "file"])
+def test_a_root_that_cannot_hold_the_data_fails_at_load_naming_setting_and_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, kind: str
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    root, problem = {
+        "slash": ("/", "/ is a filesystem root"),
+        "home": (str(tmp_path / "home"), f"{tmp_path / 'home'} is the home directory itself"),
+        "file": (str(tmp_path / "a-file"), f"{tmp_path / 'a-file'} exists and is not a directory"),
+    }[kind]
+    if where == "file":
+        path, environ, setting = (
+            write(tmp_path, GOOD.replace("root: data", f"root: {root}")),
+            {},
+            "storage.root",
+        )
+    else:
+        path, environ, setting = write(tmp_path, GOOD), {"MARKETDATA_ROOT": root}, "MARKETDATA_ROOT"
+    with pytest.raises(SettingsError) as raised:
+        load_settings(path, environ=environ)
+    assert f"{setting} = {problem}" in str(raised.value)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -74,6 +78,44 @@ class RunResult:
     success: bool
     error: str | None = None
     outcomes: list[PartitionOutcome] = field(default_factory=list)
+    # days fetched fine but failed downstream (e.g. held back from resampling by a check): day -> why
+    held_back: dict[date, str] = field(default_factory=dict)
+
+
+_FAILED_PARTITION_RE = re.compile(r"^- (\d{4}-\d{2}-\d{2}) \S+: (.+)$", re.M)
+
+
+def held_back_days(failure_descriptions: Sequence[str]) -> dict[date, str]:
+    """Days named by the steps' failure listings (``- 2024-03-05 BTCUSDT: why``, see ``assets.common``)."""
+    days: dict[date, str] = {}
+    for text in failure_descriptions:
+        for day, why in _FAILED_PARTITION_RE.findall(text or ""):
+            days.setdefault(date.fromisoformat(day), why.strip())
+    return days
+
+
+def mark_held_back(outcomes: list[PartitionOutcome], held_back: dict[date, str]) -> list[PartitionOutcome]:
+    """Fetched partitions whose day failed downstream count as failed, with the downstream reason."""
+    for outcome in outcomes:
+        if outcome.ok and outcome.day in held_back:
+            outcome.ok, outcome.error = False, held_back[outcome.day]
+    return outcomes
+
+
+def step_error_message(error) -> str:  # noqa: ANN001 - SerializableErrorInfo
+    """The message of a failed step, from the underlying cause rather than Dagster's wrapper.
+
+    User code that raises (an ``OSError`` on a bad root, say) reaches the event log as a
+    ``DagsterExecutionStepExecutionError`` whose ``cause`` is the real exception; show that one.
+    """
+    while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    message = error.message.strip()
+    if error.cls_name:  # "dagster._core.definitions.events.Failure: ..." -> "...", "OSError: ..." kept
+        message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name)}: ", "", message)
+        if error.cls_name != "Failure":
+            message = f"{error.cls_name}: {message}"
+    return message
 
 
 def plan_backfill(
@@ -109,7 +151,11 @@ def plan_backfill(
         raise BackfillError(f"--end {end} is not a closed UTC day yet; the latest closed day is {latest}")
 
     known = [*settings.venues, *([DVOL_VENUE] if settings.dvol else [])]
-    chosen = list(venues) if venues else known
+    if venues is not None and not venues:
+        raise BackfillError("no venue given (omit --venue for all)")
+    if symbols is not None and not symbols:
+        raise BackfillError("no symbol given (omit --symbols for all)")
+    chosen = list(dict.fromkeys(venues)) if venues else known  # a venue named twice runs once
     unknown = [v for v in chosen if v not in known]
     if unknown:
         raise BackfillError(f"unknown venue {', '.join(unknown)}; configured: {', '.join(known)}")
@@ -175,11 +221,10 @@ def execute_runs(
 
 
 def _execute_here(runs: Sequence[PlannedRun], instance, on_partition) -> list[RunResult]:  # noqa: ANN001
-    from dagster import DagsterInstance
-
+    from marketdata_assets.cli.instance import open_instance
     from marketdata_assets.pipeline import progress
 
-    instance = instance or DagsterInstance.get()
+    instance = instance or open_instance()
     results: list[RunResult] = []
     for planned in runs:
         collected: list[PartitionOutcome] = []
@@ -191,7 +236,7 @@ def _execute_here(runs: Sequence[PlannedRun], instance, on_partition) -> list[Ru
 
         with progress.listening(listener):
             result = _execute_one(planned, instance)
-        result.outcomes = collected
+        result.outcomes = mark_held_back(collected, result.held_back)
         results.append(result)
     return results
 
@@ -201,16 +246,16 @@ _WIRE_PREFIX = "@@marketdata@@ "
 
 def _execute_in_workers(runs, venues, on_partition) -> list[RunResult]:  # noqa: ANN001
     """One ``python -m marketdata_assets.cli.backfill`` worker per venue; progress comes back as JSON lines."""
-    from dagster import DagsterInstance
+    from marketdata_assets.cli.instance import open_instance
 
-    # Open the instance once first: on a fresh DAGSTER_HOME that creates the SQLite schema, which
-    # several workers creating at the same moment would race on ("table ... already exists").
-    DagsterInstance.get().dispose()
+    # Open the instance once first (under the instance lock): on a fresh DAGSTER_HOME that creates the
+    # SQLite schema, which several workers creating at the same moment would race on.
+    open_instance().dispose()
     procs = {}
     for venue in venues:
         payload = json.dumps([_run_to_json(r) for r in runs if r.venue == venue])
         procs[venue] = subprocess.Popen(
-            [sys.executable, "-m", "marketdata_assets.cli.backfill", payload],
+            [sys.executable, "-m", "marketdata_assets.cli.backfill", payload, str(os.getpid())],
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
@@ -261,7 +306,40 @@ def quiet_dagster_warnings() -> None:
     warnings.filterwarnings("ignore", category=PreviewWarning)
 
 
-def _worker(payload: str) -> int:
+def exit_with_parent(parent: int) -> None:
+    """End this process as soon as ``parent`` dies (a killed ``marketdata backfill`` leaves no workers).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, the kernel kills us the moment the parent exits. Everywhere
+    (and in case the parent died before the prctl): a daemon thread that exits when we are reparented.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(EXIT_PARENT_GONE)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+PR_SET_PDEATHSIG = 1
+PARENT_POLL_S = 0.5
+EXIT_PARENT_GONE = 3
+
+
+def _worker(payload: str, parent: int | None = None) -> int:
+    if parent is not None:
+        exit_with_parent(parent)
     quiet_dagster_warnings()
     runs = [_run_from_json(item) for item in json.loads(payload)]
 
@@ -336,6 +414,7 @@ def _reconstructable_job(name: str) -> Any:  # noqa: ANN401 - ReconstructableJob
 def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
     from dagster import AssetKey, execute_job
 
+    from marketdata_assets.cli.instance import process_tags
     from marketdata_assets.defs.automation import refresh_job_name
 
     keys = [AssetKey(list(path)) for path in planned.asset_paths]
@@ -344,24 +423,29 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
             job=_reconstructable_job(refresh_job_name(planned.venue)),  # the venue's named job
             instance=instance,
             asset_selection=keys,  # with their asset checks
-            tags=planned.range_tags(),
+            # which process executes the run: a later backfill fails the run if that process is gone
+            tags={**planned.range_tags(), **process_tags()},
             # The terminal shows our progress bar; the full event log still goes to the instance (UI).
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
     except Exception as exc:  # noqa: BLE001 - a run that cannot start is reported like a failed one
         return RunResult(planned, None, False, f"{type(exc).__name__}: {exc}")
-    error = None
+    error, held_back = None, {}
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
-    return RunResult(planned, result.run_id, result.success, error)
+        failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+        error = step_error_message(failures[0].error) if failures else "run failed"
+        held_back = held_back_days(
+            [f.user_failure_data.description for f in failures if f.user_failure_data is not None]
+        )
+    return RunResult(planned, result.run_id, result.success, error, held_back=held_back)
 
 
 def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - DagsterInstance
     """Materialise ``serving/catalog`` (compaction + inventory) in one run; None if not defined."""
-    from dagster import DagsterInstance, execute_job
+    from dagster import execute_job
 
+    from marketdata_assets.cli.instance import open_instance, process_tags
     from marketdata_assets.defs.automation import CATALOG_JOB
     from marketdata_assets.defs.catalog import CATALOG_KEY
 
@@ -369,9 +453,9 @@ def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - Dagste
     planned = PlannedRun("catalog", tuple(CATALOG_KEY.path), "-", date.today(), date.today())
     result = execute_job(
         job=recon_job,
-        instance=instance or DagsterInstance.get(),
+        instance=instance or open_instance(),
         asset_selection=[CATALOG_KEY],
-        tags={"marketdata/launched_by": "marketdata backfill"},
+        tags={"marketdata/launched_by": "marketdata backfill", **process_tags()},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
@@ -380,4 +464,4 @@ def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - Dagste
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1]))
+    sys.exit(_worker(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))

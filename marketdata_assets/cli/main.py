@@ -47,10 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     backfill.add_argument(
-        "--venue", "--venues", dest="venues", help="comma list: binance,bybit,okx,deribit (default: all)"
+        "--venue",
+        "--venues",
+        dest="venues",
+        type=_comma_list,
+        help="comma list: binance,bybit,okx,deribit (default: all)",
     )
     backfill.add_argument(
-        "--symbols", help="comma list of unified symbols, e.g. BTC/USDT,ETH/USDT (default: all)"
+        "--symbols",
+        type=_comma_list,
+        help="comma list of unified symbols, e.g. BTC/USDT,ETH/USDT (default: all)",
     )
     backfill.add_argument("--start", type=_day, help="first UTC day, YYYY-MM-DD (default: --end)")
     backfill.add_argument("--end", type=_day, help="last UTC day, inclusive (default: yesterday)")
@@ -72,8 +78,14 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
-def _split(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+def _comma_list(text: str) -> list[str]:
+    """``a,b,a`` -> ``[a, b]`` (order kept, repeats dropped); an empty list is an error, not "all"."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise argparse.ArgumentTypeError(f"expected a comma list of names, got {text!r} (omit it for all)")
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"empty name in {text!r}")
+    return list(dict.fromkeys(parts))
 
 
 def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -95,8 +107,8 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         settings = load_settings()
         runs = plan_backfill(
             settings,
-            venues=_split(args.venues),
-            symbols=_split(args.symbols),
+            venues=args.venues,
+            symbols=args.symbols,
             start=args.start,
             end=args.end,
             layers="raw" if getattr(args, "raw_only", False) else "served",
@@ -104,6 +116,20 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     except (SettingsError, BackfillError) as exc:
         print(f"marketdata backfill: {exc}", file=err)
         return EXIT_USAGE
+
+    from marketdata_assets.cli.instance import fail_orphaned_runs, open_instance
+
+    instance = open_instance()  # under a lock: creates the storage of a fresh DAGSTER_HOME once
+    try:
+        orphaned = fail_orphaned_runs(instance)
+    finally:
+        instance.dispose()
+    if orphaned:
+        print(
+            f"Marked {len(orphaned)} run(s) of an earlier backfill whose process is gone as failed: "
+            + ", ".join(run_id[:8] for run_id in orphaned),
+            file=err,
+        )
 
     total = sum(r.days for r in runs)
     print(
@@ -124,15 +150,18 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
             results.append(catalog)
     failed = [o for r in results for o in r.outcomes if not o.ok]
     broken_runs = [r for r in results if not r.success and not any(not o.ok for o in r.outcomes)]
-    if failed or broken_runs:
+    if failed:
         print(f"\n{len(failed)} partition(s) failed:", file=out)
         for o in failed:
             print(f"  {o.venue} {o.instrument} {o.day}: {o.error}", file=out)
+    if broken_runs:  # failed without naming a partition: the run itself (could not start, a step broke)
+        print(f"\n{len(broken_runs)} run(s) failed:", file=out)
         for r in broken_runs:
             print(
                 f"  run {r.run_id or '(not started)'} for {r.run.venue} {r.run.instrument} failed: {r.error}",
                 file=out,
             )
+    if failed or broken_runs:
         return EXIT_FAILED
     print(f"\nAll {total} partitions materialised. Files under {settings.storage_root}", file=out)
     return EXIT_OK

@@ -83,6 +83,29 @@ class StorageLockError(RuntimeError):
     """A month lock that could not be taken (lock database unreachable, timeout) or was lost."""
 
 
+def check_local_root(path: str | os.PathLike[str], setting: str = "storage root") -> str:
+    """``path`` resolved, if it can hold the data; else one :class:`StorageRootError` naming ``setting``.
+
+    Refused: a filesystem root (``/``), the home directory itself (the data would be spread over it and
+    compaction would walk it), and a path that exists but is not a directory (every write would fail
+    deep inside a run). A directory that does not exist yet is fine: it is created on the first write.
+    """
+    resolved = Path(path).expanduser().resolve()
+    problem = None
+    if resolved == Path(resolved.anchor):
+        problem = "is a filesystem root"
+    elif resolved == Path.home().resolve():
+        problem = "is the home directory itself"
+    elif resolved.exists() and not resolved.is_dir():
+        problem = "exists and is not a directory"
+    if problem:
+        shown = str(resolved) if os.fspath(path) == str(resolved) else f"{os.fspath(path)} ({resolved})"
+        raise StorageRootError(
+            f"{setting} = {shown} {problem}; point it at a directory of its own for the data"
+        )
+    return str(resolved)
+
+
 def validate_name(value: object, what: str) -> str:
     """``value`` if it is a safe path name (``^[A-Za-z0-9_-]+$``), else :class:`InvalidNameError`."""
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
@@ -167,11 +190,11 @@ class StorageRoot:
             raise StorageRootError("empty storage root")
         scheme = urlparse(text).scheme if "://" in text else ""
         if scheme == "":
-            path = str(Path(text).expanduser().resolve())
+            path = check_local_root(text)
             return cls(fs=pafs.LocalFileSystem(), base=path, uri=path, local=True)
         if scheme == "file":
             fs, path = pafs.FileSystem.from_uri(text)
-            path = str(Path(path).resolve())
+            path = check_local_root(path)
             return cls(fs=fs, base=path, uri=text, local=True)
         if scheme == "s3":
             dsn = lock_dsn_from_env() if lock_dsn is None else lock_dsn

@@ -20,17 +20,24 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 TEAM_INSTANCE_YAML = REPO / "dagster_home" / "team" / "dagster.yaml"
 
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+class MissingVariableError(ValueError):
+    """A ``${VAR:?message}`` whose variable is not set: compose refuses to start with the message."""
 
 
 def interpolate(value: str, environ: Mapping[str, str] | None = None) -> str:
-    """Compose's interpolation: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``$$`` -> ``$``."""
+    """Compose's interpolation: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``,
+    ``${VAR?error}``, ``$$`` -> ``$``."""
     env = environ or {}
 
     def sub(match: re.Match[str]) -> str:
         name, op, default = match.group(1), match.group(2), match.group(3) or ""
-        if name in env and (env[name] != "" or op == "-"):
+        if name in env and (env[name] != "" or op in ("-", "?")):
             return env[name]
+        if op in (":?", "?"):
+            raise MissingVariableError(f"{name}: {default or 'required variable is not set'}")
         return default if op else ""
 
     return _VAR_RE.sub(sub, value.replace("$$", "\0")).replace("\0", "$")
@@ -60,6 +67,45 @@ def _resolve(value: Any, environ: Mapping[str, str] | None) -> Any:
 def load_compose(path: Path = COMPOSE_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compose file with YAML anchors/merge keys applied and variables resolved."""
     return _resolve(yaml.safe_load(path.read_text()), environ)
+
+
+def variable_uses(value: Any) -> list[tuple[str, str | None, str]]:
+    """Every ``${VAR...}`` of a parsed YAML tree as (name, operator or None, default/message)."""
+    if isinstance(value, str):
+        return [(m.group(1), m.group(2), m.group(3) or "") for m in _VAR_RE.finditer(value.replace("$$", ""))]
+    if isinstance(value, Mapping):
+        return [use for v in value.values() for use in variable_uses(v)]
+    if isinstance(value, list):
+        return [use for v in value for use in variable_uses(v)]
+    return []
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of an env file (comments and blank lines skipped), as compose reads .env."""
+    out = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            out[match.group(1)] = match.group(2).split(" #")[0].strip()
+    return out
+
+
+def published_ports(service: Mapping[str, Any]) -> list[tuple[str | None, int, int]]:
+    """(host ip or None for every interface, published port, container port) of each ``ports`` entry."""
+    out = []
+    for entry in service.get("ports") or []:
+        if isinstance(entry, Mapping):
+            out.append(
+                (entry.get("host_ip"), int(entry.get("published", entry["target"])), int(entry["target"]))
+            )
+            continue
+        parts = str(entry).split(":")
+        target = int(parts[-1].split("/")[0])
+        if len(parts) == 1:
+            out.append((None, target, target))
+        else:
+            out.append((parts[-3] if len(parts) > 2 else None, int(parts[-2]), target))
+    return out
 
 
 def command_list(service: Mapping[str, Any]) -> list[str]:

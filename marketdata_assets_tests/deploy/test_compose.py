@@ -1,7 +1,7 @@
 """docker-compose.yaml, the Dockerfile and the compose workspace refer only to things that exist.
 
 Docker cannot run here, so these tests read the files the way compose and the image build would (with
-the ``${VAR:-default}`` defaults, i.e. ``make up`` without a ``.env``) and check every reference: build
+``.env.example`` as the ``.env`` and the ``${VAR:-default}`` defaults) and check every reference: build
 contexts, COPY sources, commands and their options, the environment the Dagster instance needs, volumes,
 ports, the workspace's gRPC address, depends_on.
 """
@@ -28,20 +28,28 @@ from marketdata_assets_tests.deploy.compose import (
     COMPOSE_FILE,
     REPO,
     TEAM_INSTANCE_YAML,
+    MissingVariableError,
     command_list,
     dockerfile_copies,
     dockerfile_instructions,
     dockerignore_excludes,
+    dotenv,
     env_references,
     environment,
     load_compose,
     option,
     port_mappings,
+    published_ports,
     referenced_variables,
+    variable_uses,
 )
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-COMPOSE = load_compose()
+# `make up` after `cp .env.example .env`: the secrets have no default, so compose needs the .env.
+LOCAL_ENV = dotenv(REPO / ".env.example")
+COMPOSE = load_compose(environ=LOCAL_ENV)
+SECRETS = {"DAGSTER_PG_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+BIND_VARIABLES = {"DAGSTER_UI_BIND", "MINIO_BIND"}
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 APP_IMAGE = "Dockerfile"
 # Where the Dockerfile puts things (checked below against its WORKDIR / ENV / COPY lines).
@@ -343,3 +351,52 @@ def test_make_up_and_down_drive_docker_compose() -> None:
     assert {"up", "down"} <= set(phony)
     assert re.search(r"^up:.*\n(\t.*\n)*\tdocker compose up -d --build", makefile, re.M)
     assert re.search(r"^down:.*\n(\t.*\n)*\tdocker compose down", makefile, re.M)
+
+
+def _secret_like(name: str) -> bool:
+    return bool(re.search(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", name))
+
+
+def test_the_secrets_are_the_secret_like_variables_compose_uses() -> None:
+    used = referenced_variables(yaml.safe_load(COMPOSE_FILE.read_text()))
+    assert {v for v in used if _secret_like(v)} == SECRETS
+
+
+def test_no_secret_has_a_fallback_value() -> None:
+    uses = variable_uses(yaml.safe_load(COMPOSE_FILE.read_text()))
+    for name, op, text in uses:
+        if _secret_like(name):
+            assert op == ":?", f"${{{name}}} must be ${{{name}:?...}} (no default, not empty), got {op!r}"
+            assert name in text and ".env" in text, f"${{{name}:?...}}: say where to set it, got {text!r}"
+    # without a .env, compose refuses to start, naming the secret
+    with pytest.raises(MissingVariableError, match="|".join(sorted(SECRETS))):
+        load_compose(environ={})
+    for secret in sorted(SECRETS):
+        with pytest.raises(MissingVariableError, match=f"^{secret}: set {secret} in .env"):
+            load_compose(environ={k: v for k, v in LOCAL_ENV.items() if k != secret})
+        with pytest.raises(MissingVariableError, match=f"^{secret}"):
+            load_compose(environ={**LOCAL_ENV, secret: ""})
+
+
+def test_every_published_port_binds_loopback_unless_told_otherwise() -> None:
+    only_secrets = {k: v for k, v in LOCAL_ENV.items() if k in SECRETS}
+    for env in (only_secrets, LOCAL_ENV):  # no .env bind settings at all, and the example .env
+        services = load_compose(environ=env)["services"]
+        published = {name: published_ports(svc) for name, svc in services.items() if svc.get("ports")}
+        assert {"webserver", "minio"} <= set(published)
+        for name, ports in published.items():
+            for host_ip, host_port, _ in ports:
+                assert host_ip == "127.0.0.1", (
+                    f"service {name} publishes {host_port} on {host_ip or 'every interface'}"
+                )
+    opened = load_compose(environ={**only_secrets, "DAGSTER_UI_BIND": "0.0.0.0", "MINIO_BIND": "0.0.0.0"})
+    for name in ("webserver", "minio"):
+        assert {ip for ip, _, _ in published_ports(opened["services"][name])} == {"0.0.0.0"}
+    # every published port goes through one of the documented bind variables
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    for name, svc in raw["services"].items():
+        for entry in svc.get("ports") or []:
+            bind = r"\$\{(" + "|".join(sorted(BIND_VARIABLES)) + r"):-127\.0\.0\.1\}:"
+            assert re.match(bind, str(entry)), (
+                f"service {name}: port {entry!r} must bind ${{..._BIND:-127.0.0.1}}"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import pyarrow.fs as pafs
@@ -139,3 +140,23 @@ def test_claim_records_the_kind_of_data_and_refuses_to_mix(tmp_path):
     with pytest.raises(StorageRootError, match="synthetic"):
         root.claim(synthetic=False, environment="local")
     assert [p.name for p in tmp_path.iterdir()] == ["_root.json"]
+
+
+@pytest.mark.parametrize("kind", ["slash", "home", "file", "file-uri"])
+def test_a_root_that_cannot_hold_the_data_is_refused_naming_the_path(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    uri, expected = {
+        "slash": ("/", "/ is a filesystem root"),
+        "home": ("~", f"{tmp_path / 'home'}) is the home directory itself"),
+        "file": (str(a_file), f"{a_file} exists and is not a directory"),
+        "file-uri": (f"file://{a_file}", f"{a_file} exists and is not a directory"),
+    }[kind]
+    with pytest.raises(StorageRootError, match="storage root = .*" + re.escape(expected)):
+        StorageRoot.from_uri(uri)
+
+
+def test_a_root_that_does_not_exist_yet_is_fine(tmp_path):
+    assert StorageRoot.from_uri(tmp_path / "new" / "data").base == str(tmp_path / "new" / "data")
