@@ -16,7 +16,8 @@ from dagster import Config, ConfigurableResource, EnvVar
 from pydantic import Field
 
 from marketdata_assets.settings import LoadedSettings
-from marketdata_assets.storage.root import LOCK_DSN_ENV, StorageRoot
+from marketdata_assets.storage.locks import LOCK_DSN_ENV
+from marketdata_assets.storage.root import StorageRoot
 
 
 class StorageResource(ConfigurableResource):

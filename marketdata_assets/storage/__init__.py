@@ -9,16 +9,20 @@ plus a base path: a local directory, ``file://`` or ``s3://``). Layout under the
     raw/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/data.parquet        one file per fetched day
     raw/dvol/currency=C/date=YYYY-MM-DD/data.parquet
     quarantine/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/data.parquet rows that failed validation
+    verdicts/ohlcv_1m/exchange=X/symbol=Y/date=YYYY-MM-DD/verdict.json   the validate step's verdict
     candles/timeframe=T/exchange=X/symbol=Y/month=YYYY-MM/data.parquet   served, one file per month
     dvol/timeframe=T/currency=C/month=YYYY-MM/data.parquet
     gaps/exchange=X/symbol=Y/month=YYYY-MM/data.parquet
 
-Modules: :mod:`.root` (paths and validation, locks), :mod:`.atomic` (temp-then-move deterministic
-Parquet writes), :mod:`.objectstore` (single-version reads of S3 objects), :mod:`.schemas` (Arrow schemas), :mod:`.raw` (day files), :mod:`.served` (month
-files: read-modify-write per day), :mod:`.compaction` (repair leftovers), :mod:`.catalog` (DuckDB).
+Modules: :mod:`.root` (paths and their validation, the synthetic claim), :mod:`.locks` (month locks),
+:mod:`.atomic` (temp-then-move deterministic Parquet writes), :mod:`.objectstore` (S3 settings and
+single-version reads of S3 objects), :mod:`.schemas` (Arrow schemas), :mod:`.raw` (day files),
+:mod:`.served` (month files: read-modify-write per day), :mod:`.verdicts` (each validated day's verdict),
+:mod:`.compaction` (repair leftovers), :mod:`.catalog` (DuckDB).
 """
 
 from marketdata_assets.storage.atomic import WriteInfo
-from marketdata_assets.storage.root import InvalidNameError, StorageLockError, StorageRoot, StorageRootError
+from marketdata_assets.storage.locks import StorageLockError
+from marketdata_assets.storage.root import InvalidNameError, StorageRoot, StorageRootError
 
 __all__ = ["InvalidNameError", "StorageLockError", "StorageRoot", "StorageRootError", "WriteInfo"]

@@ -30,9 +30,11 @@ Writes, listings, copies and deletes go straight to the wrapped filesystem.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from collections.abc import Mapping
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -160,3 +162,23 @@ def read_snapshot(fs: pafs.FileSystem, path: str) -> pa.Buffer:
         f"{path}: the object changed during {READ_ATTEMPTS} read attempts ({problem}); "
         "a writer is rewriting it continuously, or it is not a complete file"
     )
+
+
+def s3_filesystem_from_env(environ: Mapping[str, str] | None = None) -> pafs.S3FileSystem:
+    """An S3 filesystem configured from the standard AWS environment variables."""
+    env = os.environ if environ is None else environ
+    options: dict[str, object] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        options["endpoint_override"] = parsed.netloc
+        options["scheme"] = parsed.scheme
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        options["region"] = region
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        options["access_key"] = env["AWS_ACCESS_KEY_ID"]
+        options["secret_key"] = env["AWS_SECRET_ACCESS_KEY"]
+        if env.get("AWS_SESSION_TOKEN"):
+            options["session_token"] = env["AWS_SESSION_TOKEN"]
+    return pafs.S3FileSystem(**options)

@@ -16,8 +16,9 @@ from dagster._core.test_utils import instance_for_test
 
 from marketdata_assets.client import MarketDataClient
 from marketdata_assets.settings import load_settings
+from marketdata_assets.storage.locks import LOCK_DSN_ENV
 from marketdata_assets.storage.raw import read_raw_candles, read_raw_dvol
-from marketdata_assets.storage.root import LOCK_DSN_ENV, StorageRoot
+from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets_tests.dagster.test_raw_ingestion_e2e import partition_metadata, run, sim_settings
 from marketdata_assets_tests.s3 import MotoS3
 

@@ -13,13 +13,13 @@ from datetime import date
 import psycopg2
 import pytest
 
-from marketdata_assets.storage.root import (
+from marketdata_assets.storage.locks import (
     LOCK_DSN_ENV,
     StorageLockError,
-    StorageRoot,
     advisory_lock_id,
     lock_dsn_from_env,
 )
+from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets.storage.served import CANDLES, candle_keys, read_served_candles, write_served_days
 from marketdata_assets_tests.objectstore.workers import write_days
 from marketdata_assets_tests.storage.helpers import minute_candles
