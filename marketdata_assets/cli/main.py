@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -168,52 +167,42 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
 
 
 class ProgressBar:
-    """A one-line progress bar: partitions done, rows, failures and ETA (redrawn in place on a TTY)."""
+    """A one-line progress bar (tqdm): partitions done, rows, failures, elapsed and ETA; redrawn in place
+    on a TTY, a line every 2 seconds in a log."""
 
-    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
-        self.total, self.stream, self.width = total, stream, width
-        self.done = self.rows = self.failed = 0
-        self.started = time.monotonic()
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream: TextIO) -> None:
+        from tqdm import tqdm
+
+        self.rows = self.failed = 0
         self._lock = threading.Lock()
-        self._last_line = 0.0
+        tty = stream.isatty()
+        self._bar = tqdm(
+            total=total,
+            file=stream,
+            unit="partition",
+            dynamic_ncols=tty,
+            ncols=None if tty else 100,
+            mininterval=0.1 if tty else 2.0,
+            smoothing=0.1,
+            bar_format="[{bar:30}] {n_fmt}/{total_fmt} partitions  {desc}  elapsed {elapsed}  ETA {remaining}",
+            ascii=" #",
+        )
+        self._bar.set_description_str(self._stats(), refresh=False)
+
+    def _stats(self) -> str:
+        return f"{self.rows:,} rows  {self.failed} failed"
 
     def update(self, outcome) -> None:  # noqa: ANN001 - PartitionOutcome
         with self._lock:
-            self.done += 1
             self.rows += outcome.rows
             self.failed += 0 if outcome.ok else 1
-            now = time.monotonic()
-            # On a TTY redraw every partition; in a log, print at most every 2 seconds and at the end.
-            if self.tty or now - self._last_line >= 2 or self.done == self.total:
-                self._last_line = now
-                self._draw(final=False)
+            self._bar.set_description_str(self._stats(), refresh=False)
+            self._bar.update(1)
 
     def finish(self) -> None:
         with self._lock:
-            self._draw(final=True)
-
-    def line(self) -> str:
-        frac = self.done / self.total if self.total else 1.0
-        filled = int(frac * self.width)
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        return (
-            f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} partitions  "
-            f"{self.rows:,} rows  {self.failed} failed  elapsed {_clock(elapsed)}  ETA {_clock(eta)}"
-        )
-
-    def _draw(self, final: bool) -> None:
-        if self.tty:
-            self.stream.write("\r" + self.line() + ("\n" if final else ""))
-        elif not final or self.done != self.total:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+            self._bar.refresh()
+            self._bar.close()
 
 
 def summary_table(results) -> str:  # noqa: ANN001 - Sequence[RunResult]
@@ -250,14 +239,10 @@ def summary_table(results) -> str:  # noqa: ANN001 - Sequence[RunResult]
                 (result.run_id or "-")[:8],
             )
         )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    from tabulate import tabulate
 
-    def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+    align = ["left", "left", *["right"] * (len(header) - 2)]
+    return tabulate(rows, headers=header, tablefmt="simple", colalign=align, disable_numparse=True)
 
 
 if __name__ == "__main__":
