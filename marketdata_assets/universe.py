@@ -46,10 +46,6 @@ PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def is_candle_venue(venue: str) -> bool:
-    return venue in CANDLE_VENUES
-
-
 def instrument_dimension(venue: str) -> str:
     """The name of the second partition dimension of ``venue``'s assets (``symbol`` or ``currency``)."""
     if venue == DVOL_VENUE:

@@ -96,14 +96,13 @@ class VenuesResource(ConfigurableResource):
 
     def shared_limiter(self, venue: str) -> Any:
         """The machine-wide budget of ``venue`` (False when disabled)."""
-        from marketdata_assets.venues.limiter import SharedLimiter
+        from marketdata_assets.venues.limiter import shared_limiter_for
 
         access = self.access(venue)
-        if not access.shared_limit_enabled:
-            return False
-        return SharedLimiter.for_venue(
+        return shared_limiter_for(
             venue,
             access.base_url,
+            enabled=access.shared_limit_enabled,
             limit=access.shared_limit,
             window_s=access.shared_window_s,
             safety=access.shared_safety,

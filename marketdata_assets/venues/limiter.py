@@ -445,14 +445,32 @@ def limiter_from_settings(
     limits = getattr(cfg, "shared_rate_limit", None)
     base_url = getattr(cfg, "base_url", None)
     if limits is None:
-        return SharedLimiter.for_venue(venue, base_url, state_dir=state_dir)
-    if not limits.enabled:
-        return False
-    return SharedLimiter.for_venue(
+        return shared_limiter_for(venue, base_url, state_dir=state_dir)
+    return shared_limiter_for(
         venue,
         base_url,
+        enabled=limits.enabled,
         limit=limits.limit,
         window_s=limits.window_s,
         safety=limits.safety,
         state_dir=state_dir,
+    )
+
+
+def shared_limiter_for(
+    venue: str,
+    base_url: str | None,
+    *,
+    enabled: bool = True,
+    limit: float | None = None,
+    window_s: float | None = None,
+    safety: float | None = None,
+    state_dir: str | Path | None = None,
+) -> SharedLimiter | bool:
+    """The ``shared_limiter`` argument of a source: the venue's machine-wide budget at ``base_url`` with
+    its published (or the given) limits, or ``False`` when sharing is disabled."""
+    if not enabled:
+        return False
+    return SharedLimiter.for_venue(
+        venue, base_url, limit=limit, window_s=window_s, safety=safety, state_dir=state_dir
     )
