@@ -40,8 +40,15 @@ fault specs (--fault, repeatable):  VENUE:KIND[:key=value,...]
   e.g.    binance:http500:rate=0.2   okx:duplicates   bybit:outage:start=2024-01-02T03:00,end=2024-01-02T05:00
 
 replay (--replay, repeatable):  VENUE:SYMBOL=PATH  (deribit: deribit:BTC=PATH)
-  CSV/Parquet/Feather with timestamp,open,high,low,close[,volume] (timestamp = open time, ms, UTC),
-  or a headerless 12-column Binance archive kline CSV. Exactly the recorded rows are served.
+  1m candles, exactly the recorded rows served; layout and time unit recognised from the data:
+  Binance archive   BTCUSDT-1m-2024-01-01.zip or .csv (12 columns, open time in ms, or us since 2025)
+  freqtrade         PAIR-1m.feather/.parquet (date column), PAIR-1m.json/.json.gz ([[date_ms,o,h,l,c,v],...])
+  LEAN minute       20240101_trade.zip holding 20240101_btcusdt_minute_trade.csv, or that csv:
+                    ms_since_midnight,o,h,l,c,v (UTC; the day from the YYYYMMDD_ file name)
+  CSV with header   timestamp|date|datetime|time|ts|open_time,open,high,low,close,volume; ISO text
+                    (naive = UTC) or epoch seconds/ms/us/ns (unit by magnitude); Parquet/Feather alike
+  Refused with one error naming the file: a timestamp magnitude fitting no unit, a LEAN file without
+  its date, timestamps off whole minutes, before 2009 or in the future, rows spaced like 5m candles.
 
 control API on the same port: GET /__sim/stats, POST /__sim/stats/reset, GET /__sim/venues,
 GET|POST|DELETE /__sim/faults, DELETE /__sim/faults/{id}, POST /__sim/limits/reset

@@ -107,6 +107,9 @@ def test_cli_help_documents_the_fault_spec(capsys: pytest.CaptureFixture[str]) -
         "--no-limits",
         "--limit-scale",
         "--replay",
+        "20240101_btcusdt_minute_trade.csv",
+        "freqtrade",
+        "BTCUSDT-1m-2024-01-01.zip",
     ):
         assert needle in out
 

@@ -1,5 +1,11 @@
 """Binance spot REST: ``/api/v3/ping``, ``/time``, ``/exchangeInfo``, ``/klines`` (and ``/uiKlines``).
 
+A stock ccxt client also loads USD-M and COIN-M futures markets by default (``/fapi/v1/exchangeInfo``,
+``/dapi/v1/exchangeInfo``) and options with ``loadAllOptions`` (``/eapi/v1/exchangeInfo``). Those
+hosts list nothing here: their ``exchangeInfo`` has the real shape with an empty ``symbols``
+(``optionSymbols``) list, and ``ping``/``time`` answer; any other derivatives path is a 404.
+Their endpoints are counted as ``fapi/exchangeInfo``, ``dapi/time`` and so on.
+
 Klines: ``symbol`` and ``interval=1m`` required; ``startTime``/``endTime`` inclusive on open time;
 ``limit`` default 500, capped at 1000; oldest first. With ``startTime`` the page holds the oldest
 ``limit`` rows from it, otherwise the newest up to ``endTime`` (or now). Rows are the 12-field
@@ -34,6 +40,10 @@ DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
 # exchangeInfo ``status``: Binance keeps a delisted spot pair listed, in BREAK.
 RAW_STATUS = {"trading": "TRADING", "halted": "HALT", "delisted": "BREAK"}
+# Derivatives hosts ccxt folds onto the venue root: USD-M futures, COIN-M futures, options.
+DERIVATIVE_PREFIXES = {"fapi": "/fapi/v1/", "dapi": "/dapi/v1/", "eapi": "/eapi/v1/"}
+DERIVATIVE_ENDPOINTS = ("ping", "time", "exchangeInfo")
+DERIVATIVE_WEIGHT_LIMITS = {"fapi": 2400, "dapi": 2400, "eapi": 400}
 
 
 def _error(code: int, msg: str, status: int = 400) -> Reply:
@@ -52,6 +62,10 @@ class BinanceApi:
     name = "binance"
 
     def endpoint(self, path: str) -> str | None:
+        for api, prefix in DERIVATIVE_PREFIXES.items():
+            name = route(path, prefix, DERIVATIVE_ENDPOINTS)
+            if name is not None:
+                return f"{api}/{name}"
         return route(path, PREFIX, ENDPOINTS)
 
     def instrument(self, endpoint: str, query: dict[str, str], sim: Simulator) -> str | None:
@@ -61,6 +75,9 @@ class BinanceApi:
         return listed_ids(sim, self.name, symbol_key)
 
     def handle(self, endpoint: str, query: dict[str, str], sim: Simulator) -> Reply:
+        api, _, name = endpoint.rpartition("/")
+        if api:
+            return self._derivatives(api, name, sim)
         if endpoint == "ping":
             return json_reply({})
         if endpoint == "time":
@@ -197,6 +214,43 @@ class BinanceApi:
                 "symbols": symbols,
             }
         )
+
+    def _derivatives(self, api: str, endpoint: str, sim: Simulator) -> Reply:
+        """A derivatives host that lists no contracts (the simulator serves spot only)."""
+        if endpoint == "ping":
+            return json_reply({})
+        if endpoint == "time":
+            return json_reply({"serverTime": sim.now_ms()})
+        rate_limits = [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": DERIVATIVE_WEIGHT_LIMITS[api],
+            },
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+        ]
+        if api == "eapi":
+            payload: dict[str, object] = {
+                "timezone": "UTC",
+                "serverTime": sim.now_ms(),
+                "optionContracts": [],
+                "optionAssets": [],
+                "optionSymbols": [],
+                "rateLimits": rate_limits,
+            }
+        else:
+            payload = {
+                "timezone": "UTC",
+                "serverTime": sim.now_ms(),
+                "rateLimits": rate_limits,
+                "exchangeFilters": [],
+                "symbols": [],
+            }
+            if api == "fapi":
+                payload["futuresType"] = "U_MARGINED"
+                payload["assets"] = []
+        return json_reply(payload)
 
     def _klines(self, query: dict[str, str], sim: Simulator) -> Reply:
         market_id = (query.get("symbol") or "").upper()
