@@ -33,8 +33,9 @@ REAL_BASE_URLS: dict[str, str] = {
 CCXT_VENUES = CANDLE_VENUES
 
 # Binance: ccxt ``urls['api']`` key -> path under the venue root (ccxt 4.5: every key it defines).
-# The futures/options/portfolio hosts (fapi., dapi., eapi., papi.) are folded onto the same root;
-# the simulator does not serve them, so a stray call fails loudly on loopback instead of leaking.
+# The futures/options/portfolio hosts (fapi., dapi., eapi., papi.) are folded onto the same root, so
+# nothing leaks to a real host; the simulator answers only their exchangeInfo/ping/time (empty: no
+# contracts, what a stock ccxt client's load_markets asks), any other call fails loudly on loopback.
 _BINANCE_API_PATHS: dict[str, str] = {
     "public": "/api/v3",
     "private": "/api/v3",
