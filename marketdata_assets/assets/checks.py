@@ -2,7 +2,7 @@
 
 The rules live in :mod:`marketdata_assets.quality.day_checks`; this module reads the stored day and
 reports. Checks are partitioned (``@multi_asset_check(partitions_def=...)``, a preview feature in
-Dagster 1.13) and behave like this, pinned by ``marketdata_assets_tests/dagster/test_checks.py``:
+Dagster 1.13) and behave like this, pinned by ``marketdata_assets_tests/dagster/test_quality_serving_e2e.py``:
 
 * a run of **one partition** yields ordinary check results: a failing blocking check with ERROR
   severity makes Dagster skip everything downstream of the asset for that run;
