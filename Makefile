@@ -45,7 +45,7 @@ demo: install  ## the real pipeline end to end, offline, against the simulator
 demo-ui: install  ## the Dagster UI over the demo's own instance and synthetic data (after make demo)
 	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo $(PY) dagster dev -w workspace.yaml
 
-up:  ## the team stack in Docker: Postgres, code server, daemon, UI on :3000, MinIO (docs/team.md)
+up:  ## the team stack in Docker: Postgres, code server, daemon, UI on :3000, MinIO (README.md, Running for a team)
 	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker with the compose plugin"; exit 1; }
 	docker compose up -d --build
 

@@ -1,8 +1,9 @@
 """Partitioned asset checks on the raw and validated candles and on raw DVOL (one evaluation per day).
 
 The rules live in :mod:`marketdata_assets.quality.day_checks`. The raw and DVOL checks read the stored
-raw day and apply them; the validated checks report the verdict the validate step stored beside each day
-(:mod:`marketdata_assets.pipeline.validate`), so a validated day is validated once, not again here. Checks are partitioned (``@multi_asset_check(partitions_def=...)``, a preview feature in
+raw day and apply them; the validated checks report the verdict the validate step stored beside each
+day (:mod:`marketdata_assets.pipeline.validate`), so a validated day is validated once, not again here.
+Checks are partitioned (``@multi_asset_check(partitions_def=...)``, a preview feature in
 Dagster 1.13) and behave like this, pinned by ``marketdata_assets_tests/dagster/test_quality_serving_e2e.py``:
 
 * a run of **one partition** yields ordinary check results: a failing blocking check with ERROR

@@ -116,7 +116,8 @@ def test_materialised_partitions_are_recorded_in_postgres(
 def test_pool_limits_are_set_per_venue_with_the_dagster_cli(
     team_instance, postgres_dagster_home: TeamHome
 ) -> None:  # noqa: ANN001
-    # What docs/team.md tells a team to run: the limit lands in Postgres and overrides default_limit.
+    # What README.md ("Running for a team", "Pool limits") tells a team to run: the limit lands in
+    # Postgres and overrides default_limit.
     env = {**os.environ, **postgres_dagster_home.env}
     dagster = str(Path(sys.executable).parent / "dagster")
     out = subprocess.run(

@@ -14,7 +14,7 @@ from marketdata_assets.simulator import ReplaySource, SimulatorServer
 
 from .conftest import MakeSimulator
 
-OHLCV = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real" / "ohlcv"
+OHLCV = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "ohlcv"
 ARCHIVES = [OHLCV / "binance_spot_ADABTC_1m_2021-11-27.csv", OHLCV / "binance_spot_ADABTC_1m_2021-11-28.csv"]
 FIRST_MS = 1637971200000  # 2021-11-27 00:00 UTC
 FILLER_MS = 1638052920000  # the zero-volume minute of 2021-11-27

@@ -13,7 +13,7 @@ from marketdata_assets.frames import MINUTE_MS
 from .conftest import CURRENT_MS, NOW_MS, YESTERDAY_MS, MakeSimulator
 
 KLINES = "/binance/api/v3/klines"
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real" / "responses"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "responses"
 
 
 def klines(http: httpx.Client, **params: object) -> list[list]:

@@ -1,4 +1,5 @@
-"""The recorded exchange data in ``../shared/fixtures/real`` (beside the repo), loaded as canonical frames."""
+"""The recorded exchange data in ``marketdata_assets_tests/fixtures/real`` (provenance: its SOURCES.md), loaded as
+canonical frames."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import pandas as pd
 
 from marketdata_assets.frames import CANDLE_COLUMNS, TIMESTAMP_DTYPE, candles_from_rows
 
-REAL_FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "real"
+REAL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 
 
 def real_fixture(*parts: str) -> Path:
     path = REAL_FIXTURES.joinpath(*parts)
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: the shared fixtures must sit beside the repo (../shared)")
+        raise FileNotFoundError(f"{path} missing: see {REAL_FIXTURES / 'SOURCES.md'}")
     return path
 
 
