@@ -207,6 +207,13 @@ class QualitySettings(_Strict):
     failure_rows: int = Field(
         default=20, ge=1, le=500, description="How many failing rows a check shows in its metadata."
     )
+    max_no_trade_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="The completeness check fails a day when more than this share of its minutes had "
+        "no trade (omitted or zero-volume filler); outages and quarantined minutes always fail it.",
+    )
     max_staleness_hours: float = Field(
         default=26,
         gt=0,
@@ -225,6 +232,7 @@ class QualitySettings(_Strict):
             price_jump_threshold=self.price_jump_threshold,
             max_quarantined_rows=self.max_quarantined_rows,
             failure_rows=self.failure_rows,
+            max_no_trade_share=self.max_no_trade_share,
         )
 
 

@@ -13,7 +13,8 @@ Dagster 1.13) and behave like this, pinned by ``marketdata_assets_tests/dagster/
   partition's latest materialisation), visible per partition in the UI. Blocking per partition in such
   runs is enforced by the resampling step itself, which applies the same rules day by day.
 
-Severity: schema / duplicates / ohlc on the validated layer are ERROR and blocking; on the raw layer
+Severity: schema / duplicates / ohlc on the validated layer are ERROR and blocking; the raw and DVOL checks
+are never blocking (the validate and DVOL steps keep failing rows out on their own); on the raw layer
 they are WARN (the validated step quarantines those rows) unless the day cannot be read as candles at
 all. Completeness and continuity are always WARN, with their numbers.
 """
@@ -85,7 +86,9 @@ def build_candle_checks(settings: LoadedSettings, venue: str) -> list:
             for name in CHECK_NAMES
         ]
 
-    @multi_asset_check(specs=specs(raw_key, blocking=True), name=f"{venue}_raw_candle_checks")
+    # Raw checks never block: a raw day whose rows fail is quarantined row by row by the validate step,
+    # and a day that cannot be read as candles at all fails the validate step itself.
+    @multi_asset_check(specs=specs(raw_key, blocking=False), name=f"{venue}_raw_candle_checks")
     def raw_checks(context: AssetCheckExecutionContext, storage: StorageResource) -> Iterator[Any]:
         from marketdata_assets.quality.day_checks import raw_day_checks
         from marketdata_assets.storage.raw import read_raw_candles
@@ -135,7 +138,7 @@ def build_dvol_checks(settings: LoadedSettings) -> list:
                 name,
                 asset=DVOL_RAW_KEY,
                 partitions_def=partitions,
-                blocking=True,
+                blocking=False,  # rows that fail are left out of the served DVOL; a broken day fails it
                 description=CHECK_DESCRIPTIONS[name].replace("minute alignment", "second alignment"),
             )
             for name in names

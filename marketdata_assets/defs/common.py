@@ -10,7 +10,7 @@ fail records the good ones one by one (with their own numbers) and fails naming 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -26,7 +26,6 @@ from dagster import (
 
 from marketdata_assets.defs.partitions import split_key
 from marketdata_assets.pipeline.outcome import DayOutcome
-from marketdata_assets.quality.tables import markdown_rows
 
 
 def days_by_instrument(venue: str, partition_keys: Sequence[str]) -> dict[str, list[tuple[str, date]]]:
@@ -98,40 +97,34 @@ class PartitionResult:
         return self
 
 
-def range_metadata(results: Sequence[PartitionResult], asset_key: AssetKey, columns: Sequence[str]) -> dict:
-    """One partition: its own metadata. Several: integer totals of ``columns`` plus a table."""
-    rows = [r.metadata.get(asset_key, {}) for r in results]
-    if len(results) == 1:
-        return to_metadata(rows[0])
-    totals: dict[str, Any] = {"partitions": len(results)}
-    for column in columns:
-        values = [row.get(column) for row in rows]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            totals[column] = sum(values)
-    totals["per_partition_md"] = markdown_rows(
-        ["partition", *columns],
-        (
-            [result.label, *(_cell(row.get(c)) for c in columns)]
-            for result, row in zip(results, rows, strict=True)
-        ),
-    )
-    return to_metadata(totals)
+RUN_PARTITIONS = "run_partitions"
 
 
 def finish(
-    context: AssetExecutionContext,
-    results: Sequence[PartitionResult],
-    columns_by_key: Mapping[AssetKey, Sequence[str]],
-) -> list[MaterializeResult]:
-    """Materialisations for a step's partitions (one per asset key, with ``columns_by_key[key]`` in the
-    per-partition table); raises :class:`Failure` naming the failed partitions."""
-    keys = list(columns_by_key)
+    context: AssetExecutionContext, results: Sequence[PartitionResult], keys: Sequence[AssetKey]
+) -> Iterator[MaterializeResult]:
+    """Record a step's partitions, each with its own numbers; raise :class:`Failure` naming the failed ones.
+
+    * One partition: one materialisation per asset key, with that day's numbers.
+    * A range (every backfill runs ``BackfillPolicy.single_run``): Dagster copies a step output's metadata
+      onto every partition of the range (Dagster issue #18123), so the outputs carry only a run-level
+      fact under a name that cannot be read as the day's (``run_partitions``). Right after them each
+      day is recorded as an ``AssetMaterialization`` of its own partition with its own numbers; logged
+      after the outputs, it is the partition's latest materialisation: what the partition's panel shows,
+      what the metadata plots draw and what the checks target. (Logged before the outputs, Dagster's
+      implicit, copied materialisation would come last; pinned by
+      ``marketdata_assets_tests/dagster/test_partition_metadata_e2e.py``.)
+    * Some partitions failed: no outputs; every day that succeeded is recorded with its numbers and the
+      step fails listing the others.
+    """
     failed = [r for r in results if not r.ok]
+    if not failed and len(results) == 1:
+        for key in keys:
+            yield MaterializeResult(asset_key=key, metadata=to_metadata(results[0].metadata.get(key, {})))
+        return
     if not failed:
-        return [
-            MaterializeResult(asset_key=key, metadata=range_metadata(results, key, columns_by_key[key]))
-            for key in keys
-        ]
+        for key in keys:
+            yield MaterializeResult(asset_key=key, metadata=to_metadata({RUN_PARTITIONS: len(results)}))
     for result in results:
         if result.ok:
             for key in keys:
@@ -142,6 +135,8 @@ def finish(
                         metadata=to_metadata(result.metadata.get(key, {})),
                     )
                 )
+    if not failed:
+        return
     listing = "\n".join(f"- {r.label}: {r.error}" for r in failed)
     raise Failure(
         description=(
@@ -150,11 +145,3 @@ def finish(
         ),
         metadata={"failed_partitions": MetadataValue.md(listing)},
     )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("|", "/")

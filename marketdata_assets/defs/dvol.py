@@ -15,8 +15,6 @@ from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.universe import DVOL_TIMEFRAMES, DVOL_VENUE
 
-DVOL_COLUMNS = ("points", "dropped_rows", "rows", "filled_rows")
-
 
 def dvol_key(timeframe: str) -> AssetKey:
     return AssetKey(["deribit", f"dvol_{timeframe}"])
@@ -57,6 +55,6 @@ def build_dvol_served_assets(settings: LoadedSettings):  # noqa: ANN201 - Assets
         for currency, items in days_by_instrument(DVOL_VENUE, context.partition_keys).items():
             outcomes = serve_dvol_days(root, currency, [day for _, day in items], policy)
             results += results_from_outcomes(items, outcomes, keys)
-        yield from finish(context, results, {key: DVOL_COLUMNS for key in keys.values()})
+        yield from finish(context, results, list(keys.values()))
 
     return dvol_served

@@ -29,6 +29,7 @@ from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.defs.validated import validated_candles_key
 from marketdata_assets.quality.tables import markdown_rows
 from marketdata_assets.settings import LoadedSettings
+from marketdata_assets.universe import DVOL_VENUE
 
 FRESHNESS_CHECK = "freshness"
 
@@ -44,19 +45,38 @@ def _latest(root, dataset, keys: dict[str, str]) -> pd.Timestamp | None:  # noqa
     return None if frame.empty else frame["timestamp"].max()
 
 
+def venues_being_refreshed(instance) -> set[str]:  # noqa: ANN001 - DagsterInstance
+    """Venues with a queued or running run that materialises their assets (a backfill, a nightly run)."""
+    from dagster import RunsFilter
+
+    from marketdata_assets.defs.automation import IN_FLIGHT_STATUSES
+
+    venues: set[str] = set()
+    for run in instance.get_runs(filters=RunsFilter(statuses=IN_FLIGHT_STATUSES)):
+        venues |= {key.path[0] for key in run.asset_selection or ()}
+        if run.job_name.startswith("refresh_"):
+            venues.add(run.job_name.removeprefix("refresh_"))
+    return venues
+
+
 def _check(
-    settings: LoadedSettings, storage: StorageResource, series: dict[str, tuple[object, dict[str, str]]]
+    context: AssetCheckExecutionContext,
+    settings: LoadedSettings,
+    storage: StorageResource,
+    venue: str,
+    series: dict[str, tuple[object, dict[str, str]]],
 ) -> AssetCheckResult:
     from marketdata_assets.quality.freshness import freshness
 
     root = storage.root()
     now = pd.Timestamp.now(tz="UTC")
     max_lag = timedelta(hours=settings.quality.max_staleness_hours)
+    backfilling = venue in venues_being_refreshed(context.instance)
     results = [
-        freshness(name, _latest(root, dataset, keys), now, max_lag)
+        freshness(name, _latest(root, dataset, keys), now, max_lag, backfilling=backfilling)
         for name, (dataset, keys) in series.items()
     ]
-    stale = [r for r in results if not r.fresh]
+    stale = [r for r in results if r.stale]
     table = markdown_rows(
         ["series", "newest candle (UTC)", "age (h)", "fresh"],
         [
@@ -64,16 +84,18 @@ def _check(
                 r.series,
                 r.latest.isoformat() if r.latest is not None else "-",
                 f"{r.lag.total_seconds() / 3600:.1f}" if r.lag is not None else "-",
-                r.fresh,
+                r.fresh if r.judged else r.note,
             ]
             for r in results
         ],
     )
+    judged = [r for r in results if r.judged]
+    unjudged = "; ".join(r.describe() for r in results if not r.judged)
     description = (
-        f"all {len(results)} series newer than {settings.quality.max_staleness_hours:g} h"
+        f"all {len(judged)} judged series newer than {settings.quality.max_staleness_hours:g} h"
         if not stale
-        else f"{len(stale)} of {len(results)} series stale: " + "; ".join(r.describe() for r in stale)
-    )
+        else f"{len(stale)} of {len(judged)} series stale: " + "; ".join(r.describe() for r in stale)
+    ) + (f" ({unjudged})" if unjudged else "")
     return AssetCheckResult(
         passed=not stale,
         severity=AssetCheckSeverity.WARN,
@@ -107,7 +129,7 @@ def build_freshness_checks(settings: LoadedSettings) -> list:
             description="the newest served 1m DVOL point of every configured currency is recent",
         )
         def dvol_fresh(context: AssetCheckExecutionContext, storage: StorageResource) -> AssetCheckResult:
-            return _check(settings, storage, dvol_series)
+            return _check(context, settings, storage, DVOL_VENUE, dvol_series)
 
         checks.append(dvol_fresh)
     return checks
@@ -120,7 +142,7 @@ def _candle_check(settings: LoadedSettings, venue: str, series: dict):  # noqa: 
         description=f"the newest served 1m candle of every configured {venue} symbol is recent",
     )
     def candles_fresh(context: AssetCheckExecutionContext, storage: StorageResource) -> AssetCheckResult:
-        return _check(settings, storage, series)
+        return _check(context, settings, storage, venue, series)
 
     return candles_fresh
 

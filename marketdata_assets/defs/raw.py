@@ -6,7 +6,7 @@ range records the totals and a per-partition table. When some partitions fail, t
 succeeded are recorded one by one (with their own numbers) and the step fails naming the others.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dagster import (
@@ -53,7 +53,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
     )
     def raw_candles(
         context: AssetExecutionContext, storage: StorageResource, venues: VenuesResource
-    ) -> MaterializeResult:
+    ) -> Iterator[MaterializeResult]:
         from marketdata_assets.storage.revisions import store_raw_candles
 
         items = [
@@ -72,7 +72,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
                 progress=on_partition,
             ),
         )
-        return _finish(context, venue, outcomes)
+        yield from _finish(context, venue, outcomes)
 
     return raw_candles
 
@@ -96,7 +96,7 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
     )
     def dvol_raw(
         context: AssetExecutionContext, storage: StorageResource, venues: VenuesResource
-    ) -> MaterializeResult:
+    ) -> Iterator[MaterializeResult]:
         from marketdata_assets.storage.raw import write_raw_dvol
 
         items = [split_key(DVOL_VENUE, k) for k in context.partition_keys]
@@ -113,7 +113,7 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
                 progress=on_partition,
             ),
         )
-        return _finish(context, DVOL_VENUE, outcomes)
+        yield from _finish(context, DVOL_VENUE, outcomes)
 
     return dvol_raw
 
@@ -140,19 +140,6 @@ def _progress(context: AssetExecutionContext):  # noqa: ANN202
         progress.report(outcome)
 
     return on_partition
-
-
-RAW_COLUMNS = (
-    "rows",
-    "first_timestamp",
-    "last_timestamp",
-    "missing_minutes",
-    "duplicates",
-    "revised_candles",
-    "requests",
-    "retries",
-    "bytes",
-)
 
 
 def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
@@ -182,7 +169,7 @@ def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
 
 def _finish(
     context: AssetExecutionContext, venue: str, outcomes: Sequence[PartitionOutcome]
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     results = [
         PartitionResult(
             multi_key(venue, o.day, o.key),
@@ -193,5 +180,4 @@ def _finish(
         )
         for o in outcomes
     ]
-    (result,) = finish(context, results, {context.asset_key: RAW_COLUMNS})
-    return result
+    yield from finish(context, results, [context.asset_key])

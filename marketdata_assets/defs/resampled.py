@@ -19,7 +19,6 @@ from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.transform.resample import TIMEFRAMES
 
 SERVED_GROUP = "served"
-RESAMPLED_COLUMNS = ("bins", "incomplete_bins")
 
 
 def resampled_key(venue: str, timeframe: str) -> AssetKey:
@@ -59,6 +58,6 @@ def build_resampled_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
             policy = settings.quality.check_policy(cfg.symbol_for_key(key))
             outcomes = resample_days(root, venue, key, [day for _, day in items], policy)
             results += results_from_outcomes(items, outcomes, keys)
-        yield from finish(context, results, {key: RESAMPLED_COLUMNS for key in keys.values()})
+        yield from finish(context, results, list(keys.values()))
 
     return resampled

@@ -17,19 +17,6 @@ from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.settings import LoadedSettings
 
 VALIDATED_GROUP = "validated"
-VALIDATED_COLUMNS = (
-    "rows_fetched",
-    "rows_valid",
-    "quarantined_rows",
-    "identical_duplicates",
-    "conflicting_duplicates",
-    "missing_minutes",
-    "outage_minutes",
-    "no_trade_minutes",
-    "filler_minutes",
-    "quarantined_minutes",
-)
-GAP_COLUMNS = ("gaps", "outage_minutes", "no_trade_minutes", "filler_minutes", "quarantined_minutes")
 
 
 def validated_candles_key(venue: str) -> AssetKey:
@@ -78,17 +65,18 @@ def build_validated_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
         backfill_policy=BackfillPolicy.single_run(),
     )
     def validated(context: AssetExecutionContext, storage: StorageResource) -> Any:
-        from marketdata_assets.pipeline.validate import validate_days
+        from marketdata_assets.pipeline.validate import VenueActivity, validate_days
 
         root = storage.root()
+        activity = VenueActivity(root, venue, cfg.symbol_keys)  # corroborates outages across symbols
         results: list[PartitionResult] = []
         for key, items in days_by_instrument(venue, context.partition_keys).items():
             policy = quality.check_policy(cfg.symbol_for_key(key))
-            outcomes = validate_days(root, venue, key, [day for _, day in items], policy)
+            outcomes = validate_days(root, venue, key, [day for _, day in items], policy, activity=activity)
             results += results_from_outcomes(items, outcomes, {"1m": candles_key, "gaps": gap_key})
             context.log.info(
                 f"{venue} {key}: {sum(o.ok for o in outcomes)} of {len(outcomes)} days validated"
             )
-        yield from finish(context, results, {candles_key: VALIDATED_COLUMNS, gap_key: GAP_COLUMNS})
+        yield from finish(context, results, [candles_key, gap_key])
 
     return validated

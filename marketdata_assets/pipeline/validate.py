@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from marketdata_assets.pipeline.outcome import DayOutcome
@@ -92,8 +93,46 @@ class ValidatedDay:
     numbers: dict[str, dict[str, Any]]
 
 
+class VenueActivity:
+    """Which minutes of a day each symbol of a venue has raw candles in (read once, cached), so the gap
+    accounting can tell an outage (the venue served nothing: every symbol silent) from one quiet symbol
+    while the others trade."""
+
+    def __init__(self, root: StorageRoot, venue: str, symbol_keys: Iterable[str]) -> None:
+        self.root, self.venue, self.symbol_keys = root, venue, list(symbol_keys)
+        self._frames: dict[tuple[str, date], pd.DataFrame | None] = {}
+
+    def remember(self, symbol_key: str, day: date, raw: pd.DataFrame) -> None:
+        self._frames[(symbol_key, day)] = raw[["timestamp"]]
+
+    def _frame(self, symbol_key: str, day: date) -> pd.DataFrame | None:
+        from marketdata_assets.storage.raw import read_raw_candles
+
+        if (symbol_key, day) not in self._frames:
+            try:
+                self._frames[(symbol_key, day)] = read_raw_candles(self.root, self.venue, symbol_key, day)[
+                    ["timestamp"]
+                ]
+            except FileNotFoundError:
+                self._frames[(symbol_key, day)] = None
+        return self._frames[(symbol_key, day)]
+
+    def others_active(self, symbol_key: str, day: date) -> np.ndarray | None:
+        """Minutes in which another symbol of the venue has a candle; None: none of them was fetched."""
+        from marketdata_assets.quality.gaps import venue_presence
+
+        frames = [self._frame(other, day) for other in self.symbol_keys if other != symbol_key]
+        return venue_presence([f for f in frames if f is not None], day)
+
+
 def validate_day(
-    raw: pd.DataFrame, day: date, venue: str, symbol_key: str, policy: CheckPolicy = DEFAULT_POLICY
+    raw: pd.DataFrame,
+    day: date,
+    venue: str,
+    symbol_key: str,
+    policy: CheckPolicy = DEFAULT_POLICY,
+    *,
+    venue_active: np.ndarray | None = None,
 ) -> ValidatedDay:
     """One raw day -> valid rows, quarantined rows, gaps, verdict and numbers (pure; one validation).
 
@@ -111,6 +150,7 @@ def validate_day(
         symbol_key,
         outage_min_minutes=policy.outage_min_minutes,
         quarantined=cleaned.quarantined["timestamp"],
+        venue_active=venue_active,
     )
     verdict = DayVerdict(day, verdict_checks(cleaned, gaps, day, policy))
     minutes = gaps.groupby("kind")["minutes"].sum() if len(gaps) else pd.Series(dtype="int64")
@@ -151,8 +191,12 @@ def validate_days(
     symbol_key: str,
     days: Iterable[date],
     policy: CheckPolicy = DEFAULT_POLICY,
+    *,
+    activity: VenueActivity | None = None,
 ) -> list[DayOutcome]:
     """Validate and store each raw day of ``venue`` x ``symbol_key``; one outcome per day.
+
+    ``activity`` (the venue's other symbols) corroborates outages; without it a gap's length decides.
 
     A day whose raw file is missing or cannot be read as candles fails (named in its outcome); the other
     days are still validated and written.
@@ -174,7 +218,11 @@ def validate_days(
         outcomes.append(outcome)
         try:
             raw = read_raw_candles(root, venue, symbol_key, day)
-            validated = validate_day(raw, day, venue, symbol_key, policy)
+            active = None
+            if activity is not None:
+                activity.remember(symbol_key, day, raw)
+                active = activity.others_active(symbol_key, day)
+            validated = validate_day(raw, day, venue, symbol_key, policy, venue_active=active)
         except FileNotFoundError as exc:
             outcome.fail(f"raw data missing, fetch the raw day first ({exc})")
             continue

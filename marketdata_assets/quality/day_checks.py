@@ -64,6 +64,7 @@ class CheckPolicy:
     price_jump_threshold: float = DEFAULT_JUMP_THRESHOLD
     max_quarantined_rows: int = 0
     failure_rows: int = 20
+    max_no_trade_share: float = 0.5
 
 
 DEFAULT_POLICY = CheckPolicy()
@@ -328,25 +329,46 @@ def _raw_duplicates(identical: int, conflicts: pd.DataFrame, policy: CheckPolicy
 def _completeness(
     frame: pd.DataFrame, day: date, policy: CheckPolicy, *, gaps: pd.DataFrame | None
 ) -> CheckOutcome:
+    """Missing minutes judged by what they are: an outage (the venue served nothing for a long stretch)
+    or quarantined rows fail; minutes without trades are normal for a quiet market and pass, unless
+    they exceed ``policy.max_no_trade_share`` of the day."""
     ranges = missing_minute_ranges(frame, day)
     missing = sum(int((end - start) / pd.Timedelta(minutes=1)) for start, end in ranges)
-    present = MINUTES_PER_DAY - missing
+    if gaps is None:
+        gaps = find_gaps(frame, day, "", "", outage_min_minutes=policy.outage_min_minutes)
+    by_kind = gaps.groupby("kind")["minutes"].sum() if len(gaps) else pd.Series(dtype="int64")
+    minutes = {kind: int(by_kind.get(kind, 0)) for kind in ("outage", "quarantined", "no_trades", "filler")}
     metadata: dict[str, Any] = {
         "expected_minutes": MINUTES_PER_DAY,
-        "present_minutes": present,
+        "present_minutes": MINUTES_PER_DAY - missing,
         "missing_minutes": missing,
         "missing_ranges_utc": _ranges_text(ranges, policy.failure_rows),
+        "outage_minutes": minutes["outage"],
+        "quarantined_minutes": minutes["quarantined"],
+        "no_trade_minutes": minutes["no_trades"],
+        "filler_minutes": minutes["filler"],
+        "gap_minutes_by_kind": {kind: n for kind, n in minutes.items() if n},
     }
-    if gaps is not None and len(gaps):
-        by_kind = gaps.groupby("kind")["minutes"].sum()
-        metadata["gap_minutes_by_kind"] = {str(k): int(v) for k, v in by_kind.items()}
-    if missing == 0:
+    no_trade_share = (minutes["no_trades"] + minutes["filler"]) / MINUTES_PER_DAY
+    problems = []
+    if minutes["outage"]:
+        problems.append(f"{minutes['outage']} minutes of outage")
+    if minutes["quarantined"]:
+        problems.append(f"{minutes['quarantined']} minutes quarantined")
+    if no_trade_share > policy.max_no_trade_share:
+        problems.append(
+            f"{no_trade_share:.0%} of the day without trades (limit {policy.max_no_trade_share:.0%})"
+        )
+    if problems:
+        return CheckOutcome("completeness", False, WARN, "; ".join(problems), metadata)
+    if missing == 0 and not minutes["filler"]:
         return CheckOutcome("completeness", True, WARN, "all 1440 minutes present", metadata)
     return CheckOutcome(
         "completeness",
-        False,
+        True,
         WARN,
-        f"{missing} of {MINUTES_PER_DAY} minutes missing in {len(ranges)} ranges",
+        f"no outage: {minutes['no_trades'] + minutes['filler']} minutes without trades, "
+        f"{MINUTES_PER_DAY - missing} of {MINUTES_PER_DAY} minutes present",
         metadata,
     )
 

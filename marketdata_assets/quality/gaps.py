@@ -3,11 +3,15 @@
 Kinds of gap (``kind`` column of the gap table):
 
 * ``no_trades`` - a run of minutes the venue omitted because nothing traded (OKX/Bybit-style sources
-  skip such minutes): a missing run shorter than ``outage_min_minutes``.
+  skip such minutes): a missing run while the venue's other symbols traded, or shorter than
+  ``outage_min_minutes``.
 * ``filler`` - a run of Binance zero-volume filler rows (``open == high == low == close`` and
   ``volume == 0``; Binance prints the previous close). Present in the data, but no real trade.
-* ``outage`` - a missing run of ``outage_min_minutes`` or more, anywhere in the day, including the
-  day's leading and trailing runs. An empty day is a single 1440-minute outage.
+* ``outage`` - a stretch in which the venue served nothing: a missing run of ``outage_min_minutes`` or
+  more during which none of the venue's other symbols has a candle either (``venue_active``), anywhere
+  in the day, including its leading and trailing runs. Without other symbols to corroborate (a venue
+  with one symbol, or their days not fetched) the length alone decides. An empty day of a venue that
+  served nothing is a single 1440-minute outage.
 * ``quarantined`` - minutes the venue did send, but whose rows failed validation and were quarantined
   (given as ``quarantined=`` timestamps); they are missing from the validated data for that reason.
 
@@ -70,12 +74,16 @@ def find_gaps(
     *,
     outage_min_minutes: int = DEFAULT_OUTAGE_MIN_MINUTES,
     quarantined: pd.Series | None = None,
+    venue_active: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The gap-table rows of one day (columns :data:`GAP_COLUMNS`), sorted by ``start``.
 
     ``df`` is a cleaned day (unique, minute-aligned timestamps); rows outside the day are ignored.
     ``quarantined``: timestamps of the day's quarantined rows; missing minutes among them are gaps of
     kind ``quarantined`` (and do not count towards the length of a no_trades / outage run).
+    ``venue_active``: per minute of the day, whether another symbol of the venue has a candle then
+    (:func:`venue_presence`); a missing minute while the venue was active is ``no_trades``, never
+    ``outage``. None: no corroboration, the run's length alone decides.
     """
     if outage_min_minutes < 1:
         raise ValueError(f"outage_min_minutes must be >= 1, got {outage_min_minutes}")
@@ -83,7 +91,23 @@ def find_gaps(
     bad = np.zeros(MINUTES_PER_DAY, dtype=bool)
     if quarantined is not None and len(quarantined):
         bad = _presence(pd.DataFrame({"timestamp": quarantined}).dropna(), day) & ~present
-    missing_starts, missing_lengths = _runs(~present & ~bad)
+    missing = ~present & ~bad
+    if venue_active is None:
+        missing_starts, missing_lengths = _runs(missing)
+        missing_kinds = np.where(missing_lengths >= outage_min_minutes, OUTAGE, NO_TRADES)
+    else:
+        if venue_active.shape != (MINUTES_PER_DAY,):
+            raise ValueError(f"venue_active must hold {MINUTES_PER_DAY} minutes, got {venue_active.shape}")
+        silent_starts, silent_lengths = _runs(missing & ~venue_active)
+        quiet_starts, quiet_lengths = _runs(missing & venue_active)
+        missing_starts = np.concatenate([silent_starts, quiet_starts])
+        missing_lengths = np.concatenate([silent_lengths, quiet_lengths])
+        missing_kinds = np.concatenate(
+            [
+                np.where(silent_lengths >= outage_min_minutes, OUTAGE, NO_TRADES),
+                np.full(len(quiet_starts), NO_TRADES),
+            ]
+        )
     bad_starts, bad_lengths = _runs(bad)
 
     fillers = np.zeros(MINUTES_PER_DAY, dtype=bool)
@@ -91,7 +115,6 @@ def find_gaps(
     fillers[minutes[inside & filler_mask(df)]] = True
     filler_starts, filler_lengths = _runs(fillers)
 
-    missing_kinds = np.where(missing_lengths >= outage_min_minutes, OUTAGE, NO_TRADES)
     starts = np.concatenate([missing_starts, filler_starts, bad_starts])
     lengths = np.concatenate([missing_lengths, filler_lengths, bad_lengths])
     kinds = np.concatenate(
@@ -112,6 +135,17 @@ def find_gaps(
         },
         columns=GAP_COLUMNS,
     )
+
+
+def venue_presence(frames: list[pd.DataFrame], day: date) -> np.ndarray | None:
+    """Minutes of ``day`` in which any of ``frames`` (the venue's other symbols) has a candle (filler
+    rows included: the venue was serving); None when there is no frame to corroborate with."""
+    if not frames:
+        return None
+    active = np.zeros(MINUTES_PER_DAY, dtype=bool)
+    for frame in frames:
+        active |= _presence(frame, day)
+    return active
 
 
 def _minute_of_day(df: pd.DataFrame, day: date) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,10 @@ def test_freshness_rule() -> None:
     assert freshness("s", pd.Timestamp("2024-03-05T23:59Z"), now, timedelta(hours=26)).fresh
     stale = freshness("s", pd.Timestamp("2024-03-04T10:00Z"), now, timedelta(hours=26))
     assert not stale.fresh and "39.0 h old" in stale.describe()
-    assert not freshness("s", None, now, timedelta(hours=26)).fresh
+    never = freshness("s", None, now, timedelta(hours=26))
+    assert not never.fresh and not never.judged and not never.stale  # a series never served is not judged
+    busy = freshness("s", pd.Timestamp("2024-03-04T10:00Z"), now, timedelta(hours=26), backfilling=True)
+    assert not busy.stale and "backfill running" in busy.describe()
 
 
 @pytest.mark.e2e
@@ -49,10 +52,40 @@ def test_a_stale_symbol_is_named_and_a_fresh_one_passes(tmp_path: Path, simulato
     table = okx.metadata["series_md"].value
     assert f"okx BTCUSDT | {yesterday}T23:59:00+00:00" in table
     others = [e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] != "okx"]
-    assert others and all("nothing served yet" in e.description for e in others)
+    # series never served are listed, not judged: their checks pass
+    assert others and all("nothing served yet" in e.description and e.passed for e in others)
 
 
 def test_the_hourly_schedule_targets_only_the_freshness_checks(tmp_path: Path, simulator) -> None:
     schedule = build_freshness_schedule(sim_settings(tmp_path, simulator))
     assert schedule.cron_schedule == "5 * * * *"
     assert schedule.job_name == "freshness_checks"
+
+
+@pytest.mark.e2e
+def test_a_series_whose_backfill_is_running_is_not_judged(tmp_path: Path, simulator) -> None:
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from marketdata_assets.defs.automation import refresh_keys
+
+    settings = sim_settings(tmp_path, simulator)
+    keys = ["okx/ohlcv_1m_raw", "okx/ohlcv_1m", "okx/gaps"]
+    defs = build_definitions(settings)
+    checks = build_freshness_checks(settings)
+    with instance_for_test() as instance:
+        assert run(settings, keys, "2024-03-05|ETHUSDT", "2024-03-05|ETHUSDT", instance, checks=False).success
+        create_run_for_test(  # a backfill of okx is running
+            instance,
+            job_name="refresh_okx",
+            status=DagsterRunStatus.STARTED,
+            asset_selection=frozenset(refresh_keys("okx")),
+        )
+        result = materialize(
+            [*defs.assets, *checks],
+            selection=AssetSelection.checks(*[c for d in checks for c in d.check_keys]),
+            resources=defs.resources,
+            instance=instance,
+        )
+    okx = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] == "okx")
+    assert okx.passed and "backfill running: not judged" in okx.description

@@ -143,8 +143,9 @@ def test_a_ranged_run_records_every_partition(tmp_path: Path, simulator) -> None
         assert result.success
         meta = partition_metadata(instance, "deribit/dvol_raw")
     assert set(meta) == {"BTC|2024-03-04", "BTC|2024-03-05"}
-    assert meta["BTC|2024-03-05"]["rows"] == 2 * 1440  # the range's totals
-    assert "2024-03-04 BTC" in meta["BTC|2024-03-05"]["per_partition_md"]
+    # each day shows its own numbers (not the range's totals), in a ranged run too
+    assert meta["BTC|2024-03-05"]["rows"] == 1440 and meta["BTC|2024-03-04"]["rows"] == 1440
+    assert meta["BTC|2024-03-05"]["first_timestamp"].startswith("2024-03-05T00:00")
     frame = read_raw_dvol(StorageRoot.from_uri(settings.storage_root), "BTC", DAY)
     assert len(frame) == 1440 and set(frame["resolution_s"]) == {60}
 
@@ -156,7 +157,7 @@ def test_rate_limited_venue_is_retried_and_never_banned(tmp_path: Path, make_sim
         result = run(settings, ["bybit/ohlcv_1m_raw"], "2024-03-03|BTCUSDT", "2024-03-05|BTCUSDT", instance)
         assert result.success
         meta = partition_metadata(instance, "bybit/ohlcv_1m_raw")
-    assert all(m["rows"] == 4320 for m in meta.values())  # 3 days x 1440, range totals
+    assert all(m["rows"] == 1440 for m in meta.values())  # each of the 3 days, its own numbers
     bybit = server.stats()["venues"]["bybit"]
     assert bybit["limit_breaches"] >= 1, bybit  # the limit was really hit ...
     assert bybit["bans_active"] == [] and 403 not in {

@@ -129,3 +129,23 @@ def test_serve_dvol_days_leaves_bad_points_out_and_reports_missing_days(root: St
     assert ok.numbers["1m"]["rows"] > 0 and ok.numbers["1m"]["filled_rows"] > 0
     assert not missing.ok and "raw DVOL missing" in missing.error
     assert len(read_served_dvol(root, "1h", "BTC", pd.Timestamp(D1, tz="UTC"), None)) == 23
+
+
+def test_validate_corroborates_outages_across_the_venues_symbols(root: StorageRoot) -> None:
+    from marketdata_assets.pipeline.validate import VenueActivity
+
+    quiet = tuple(range(600, 630))  # 10:00-10:30
+    write_raw_candles(root, "okx", "XRPETH", D1, minute_candles(D1, skip=quiet))  # only this one is silent
+    write_raw_candles(root, "okx", "BTCUSDT", D1, minute_candles(D1))
+    write_raw_candles(root, "okx", "XRPETH", D2, minute_candles(D2, skip=quiet))  # the whole venue is silent
+    write_raw_candles(root, "okx", "BTCUSDT", D2, minute_candles(D2, skip=quiet))
+    activity = VenueActivity(root, "okx", ["XRPETH", "BTCUSDT"])
+
+    one, both = validate_days(root, "okx", "XRPETH", [D1, D2], activity=activity)
+    assert one.numbers["1m"]["outage_minutes"] == 0 and one.numbers["1m"]["no_trade_minutes"] == 30
+    assert one.verdict.checks["completeness"].passed
+    assert both.numbers["1m"]["outage_minutes"] == 30
+    assert not both.verdict.checks["completeness"].passed
+    # without the other symbols the length alone decides
+    (alone,) = validate_days(root, "okx", "XRPETH", [D1])
+    assert alone.numbers["1m"]["outage_minutes"] == 30

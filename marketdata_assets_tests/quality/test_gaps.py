@@ -21,7 +21,9 @@ from marketdata_assets.quality.gaps import (
     filler_mask,
     find_gaps,
     missing_minute_ranges,
+    venue_presence,
 )
+from marketdata_assets_tests.storage.helpers import minute_candles
 from marketdata_assets_tests.transform.real_fixtures import binance_archive_day, freqtrade_feather
 
 DAY = date(2024, 3, 5)
@@ -174,3 +176,48 @@ def test_real_sparse_day_accounts_for_every_missing_minute() -> None:
         missing["kind"] == np.where(missing["minutes"] >= DEFAULT_OUTAGE_MIN_MINUTES, OUTAGE, NO_TRADES)
     ).all()
     assert [(s, e) for s, e, *_ in as_tuples(missing)] == missing_minute_ranges(df, day)
+
+
+def _xrp_eth_day(day: date) -> pd.DataFrame:
+    df = freqtrade_feather("XRP_ETH_1m.feather")
+    return df[df["timestamp"].dt.date == day].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("day", [date(2019, 10, 11), date(2019, 10, 12)])
+def test_quiet_stretches_of_an_illiquid_pair_are_no_trades_while_the_venue_trades(day: date) -> None:
+    """Real Binance XRP/ETH: the length threshold alone calls quiet stretches outages; corroborated by
+    another symbol of the venue that traded through them, they are minutes without trades."""
+    df = _xrp_eth_day(day)
+    alone = find_gaps(df, day, "binance", "XRPETH")
+    assert (alone["kind"] == OUTAGE).sum() >= 2  # what the threshold alone says
+
+    liquid = minute_candles(day)  # another symbol of the venue, a candle every minute
+    corroborated = find_gaps(df, day, "binance", "XRPETH", venue_active=venue_presence([liquid], day))
+    assert not (corroborated["kind"] == OUTAGE).any()
+    missing = corroborated[corroborated["kind"] != FILLER]
+    assert int(missing["minutes"].sum()) == completeness(df, day).missing  # every minute still accounted
+
+
+def test_a_venue_wide_outage_is_an_outage_even_for_the_illiquid_pair() -> None:
+    day = date(2019, 10, 11)
+    start, end = pd.Timestamp("2019-10-11 12:00", tz="UTC"), pd.Timestamp("2019-10-11 13:00", tz="UTC")
+
+    def cut(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame["timestamp"] < start) | (frame["timestamp"] >= end)].reset_index(drop=True)
+
+    df, liquid = cut(_xrp_eth_day(day)), cut(minute_candles(day))
+    gaps = find_gaps(df, day, "binance", "XRPETH", venue_active=venue_presence([liquid], day))
+    outages = gaps[gaps["kind"] == OUTAGE]
+    assert len(outages) == 1
+    assert outages["start"].iloc[0] <= start and outages["end"].iloc[0] >= end
+    # the hour itself is the outage; the pair's own quiet minutes around it stay no_trades
+    assert int(outages["minutes"].iloc[0]) - 60 < DEFAULT_OUTAGE_MIN_MINUTES * 4
+
+
+def test_without_other_symbols_the_threshold_decides() -> None:
+    day = date(2019, 10, 11)
+    df = _xrp_eth_day(day)
+    assert venue_presence([], day) is None
+    pd.testing.assert_frame_equal(
+        find_gaps(df, day, "binance", "XRPETH", venue_active=None), find_gaps(df, day, "binance", "XRPETH")
+    )
