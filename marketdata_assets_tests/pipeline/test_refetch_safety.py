@@ -140,3 +140,23 @@ def test_a_refetch_heals_a_stored_invalid_candle(root: StorageRoot) -> None:
     assert np.isnan(log["max_abs_price_change"].iloc[0]) and np.isnan(log["max_rel_price_change"].iloc[0])
     assert len(_served(root, "1m")) == 1440
     _assert_bins_match_minutes(root)
+
+
+def test_a_day_held_back_after_its_minutes_changed_keeps_no_stale_bins(root: StorageRoot) -> None:
+    """Not reachable through a re-fetch any more (invalid rows never join a stored day), but a raw day
+    rewritten otherwise (or a stricter policy) can block a day whose 1m changed: its resampled bins
+    must not keep describing the old minutes."""
+    from marketdata_assets.storage.raw import write_raw_candles
+
+    store_raw_candles(root, VENUE, SYMBOL, DAY, minute_candles(DAY))
+    _pipeline(root)
+    changed = minute_candles(DAY)
+    changed["volume"] = 7.0
+    changed.loc[5, "high"] = changed.loc[5, "low"] - 1.0  # one row quarantined: the day blocks
+    write_raw_candles(root, VENUE, SYMBOL, DAY, changed)
+    validate_days(root, VENUE, SYMBOL, [DAY])
+    (outcome,) = resample_days(root, VENUE, SYMBOL, [DAY])
+    assert not outcome.ok and "not resampled" in outcome.error
+    assert len(_served(root, "1m")) == 1439
+    _assert_bins_match_minutes(root)  # vacuous when the bins are gone; false when they are stale
+    assert all(len(_served(root, tf)) == 0 for tf in ("5m", "15m", "1h", "4h", "1d"))
