@@ -163,6 +163,7 @@ def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
     if outcome.venue != "deribit":
         metadata["revised_candles"] = outcome.revised_candles
         metadata["added_candles"] = outcome.added_candles
+        metadata["rejected_candles"] = outcome.rejected_candles
         metadata["max_rel_price_revision"] = float(outcome.max_rel_price_revision)
     return metadata
 

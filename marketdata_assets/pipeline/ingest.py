@@ -49,9 +49,11 @@ class PartitionOutcome:
     elapsed_s: float = 0.0
     error: str | None = None
     # a re-fetch of a stored day: candles whose values changed (new values stored), candles new to
-    # the day, and the largest relative price change
+    # the day, the largest relative price change, and re-fetched candles rejected as invalid (the
+    # stored candle kept; the rows quarantined under quarantine/ohlcv_1m_refetch)
     revised_candles: int = 0
     added_candles: int = 0
+    rejected_candles: int = 0
     max_rel_price_revision: float = 0.0
 
     @property
@@ -147,6 +149,7 @@ def _ingest(
             if revision is not None:
                 outcome.revised_candles = revision.revised
                 outcome.added_candles = revision.added
+                outcome.rejected_candles = revision.rejected
                 outcome.max_rel_price_revision = revision.max_rel_price_change
             outcome.ok = True
         except Exception as exc:  # noqa: BLE001 - every failure is reported per partition

@@ -3,7 +3,8 @@
 The step reads the validated minutes of the whole range once, then per day obeys the verdict the
 validate step stored (:func:`~marketdata_assets.pipeline.validate.read_day_verdict`): a day whose
 verdict fails a blocking check is not resampled and its outcome says why, while the other days are
-written. Bins are left-closed, left-labelled UTC bins; a filler minute never sets open/high/low; a bin
+written, and any bins the held-back day still has from an earlier version are removed, so every
+served bin is always the aggregation of the served minutes. Bins are left-closed, left-labelled UTC bins; a filler minute never sets open/high/low; a bin
 with missing minutes is kept and marked ``complete = false`` (:mod:`marketdata_assets.transform.resample`).
 
 A day validated by an older version of the platform has no stored verdict: it is checked once here with
@@ -34,7 +35,7 @@ def resample_days(
 ) -> list[DayOutcome]:
     """Resample and store every timeframe of each day; one outcome per day (numbers per timeframe)."""
     from marketdata_assets.storage.served import read_gaps, read_served_candles, write_served_days
-    from marketdata_assets.transform.resample import resample_all
+    from marketdata_assets.transform.resample import TIMEFRAMES, resample_all
 
     if not days:
         return []
@@ -64,6 +65,10 @@ def resample_days(
             blocked = _legacy_check(root, venue, symbol_key, day, day_frame, policy)
         if blocked is not None:
             outcome.fail(f"not resampled: validated {blocked.name} check fails: {blocked.description}")
+            # bins from an earlier, usable version of the day would no longer be the aggregation of the
+            # served minutes: remove them (month files without other rows are not created)
+            for timeframe in TIMEFRAMES:
+                out[timeframe][day] = pd.DataFrame()
             continue
         for timeframe, frame in resample_all(day_frame[CANDLE_COLUMNS]).items():
             out[timeframe][day] = frame

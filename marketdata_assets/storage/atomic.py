@@ -7,6 +7,14 @@ hides it from pyarrow/pandas/Spark directory discovery, and the ``.tmp`` suffix 
 globs (DuckDB's and Polars' globs do match dot-files, so a ``.tmp-*.parquet`` name would be read). A crash that kills the process before the move leaves a ``.tmp-*`` file behind, which
 :func:`marketdata_assets.storage.compaction.remove_stale_tmp` deletes later.
 
+**Power loss** (local roots). A rename is atomic for running processes, not for the disk: without a
+flush the kernel may persist the rename before the file's data, and after a power cut the final name
+holds a truncated or empty file; or persist neither and lose a write already reported as done. So on a
+local filesystem (also when wrapped, ``py::local+...``) a write fsyncs the temp file's data before the
+move, fsyncs the directory after it (the rename itself), and fsyncs the parent of every directory it
+had to create. ``fsync`` applies to the file, not to one descriptor, so the file written through
+pyarrow's stream is flushed through a second read-only descriptor.
+
 On an object store (``s3://``) the same discipline holds with different primitives: the Parquet bytes
 are built in memory, uploaded to the ``.tmp-*`` key, then server-side copied to the final key and the
 temp key deleted (``fs.move``). A PUT or a copy makes an object appear whole or not at all, so the
@@ -15,7 +23,9 @@ output stream creates its object when the stream is closed, and leaving a ``with
 exception closes it, so an upload that fails half-way directly to the final key would publish the half
 (measured; see ``marketdata_assets_tests/objectstore``). Each uploaded object declares its SHA-256 in
 its ``Content-Type``, which the copy keeps, so readers can prove they read one version
-(:mod:`marketdata_assets.storage.objectstore`). No directory marker objects are created.
+(:mod:`marketdata_assets.storage.objectstore`). No directory marker objects are created. Nothing
+needs fsyncing there: an object store acknowledges a PUT or a copy only once the object is durably
+stored, and each key is replaced atomically (old object or new, never a part).
 
 The writer settings are fixed (zstd level 3, fixed row-group size, statistics on, no pandas metadata,
 no index, Arrow schema stored), and Parquet footers carry no timestamps, so writing identical rows
@@ -24,6 +34,7 @@ twice gives byte-identical files.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from dataclasses import dataclass
@@ -68,7 +79,7 @@ def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> int:
 
     On any error the temporary file is removed and ``path`` keeps its previous content.
     """
-    _make_parent(fs, path)
+    created = _make_parent(fs, path)
     tmp = tmp_path_for(path)
     try:
         if is_object_store(fs):
@@ -83,10 +94,12 @@ def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> int:
             with fs.open_output_stream(tmp) as sink:
                 _write_parquet(table, sink)
             size = fs.get_file_info(tmp).size
+            _sync_file(fs, tmp)
         fs.move(tmp, path)
     except BaseException:
         _remove_quietly(fs, tmp)
         raise
+    _sync_dirs(fs, path, created)
     return int(size)
 
 
@@ -94,23 +107,69 @@ def write_bytes_atomic(
     fs: pafs.FileSystem, path: str, payload: bytes, media_type: str = "application/octet-stream"
 ) -> None:
     """Small non-Parquet files (e.g. the root's claim marker), same temp-then-move discipline."""
-    _make_parent(fs, path)
+    created = _make_parent(fs, path)
     tmp = tmp_path_for(path)
     metadata = objectstore.checksummed_metadata(payload, media_type) if is_object_store(fs) else None
     try:
         with fs.open_output_stream(tmp, metadata=metadata) as sink:
             sink.write(payload)
+        _sync_file(fs, tmp)
         fs.move(tmp, path)
     except BaseException:
         _remove_quietly(fs, tmp)
         raise
+    _sync_dirs(fs, path, created)
 
 
-def _make_parent(fs: pafs.FileSystem, path: str) -> None:
+def _make_parent(fs: pafs.FileSystem, path: str) -> list[str]:
     """Create the parent directory where directories exist; object stores have only keys, and
-    ``create_dir`` there would write one empty marker object per path level (and cost requests)."""
-    if not is_object_store(fs):
-        fs.create_dir(posixpath.dirname(path), recursive=True)
+    ``create_dir`` there would write one empty marker object per path level (and cost requests).
+    Returns the directories created, outermost first (local filesystems only)."""
+    if is_object_store(fs):
+        return []
+    parent = posixpath.dirname(path)
+    missing: list[str] = []
+    if is_local(fs):
+        probe = parent
+        while probe and probe != posixpath.dirname(probe) and not os.path.isdir(probe):
+            missing.insert(0, probe)
+            probe = posixpath.dirname(probe)
+    fs.create_dir(parent, recursive=True)
+    return missing
+
+
+def is_local(fs: pafs.FileSystem) -> bool:
+    """True for the local filesystem, also when wrapped (``py::local+...``): paths are OS paths."""
+    return fs.type_name.removeprefix("py::").split("+")[0] == "local"
+
+
+def _sync_file(fs: pafs.FileSystem, path: str) -> None:
+    """Flush a closed local file's data to the disk (no-op elsewhere)."""
+    if not is_local(fs):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_dirs(fs: pafs.FileSystem, path: str, created: list[str]) -> None:
+    """After a rename into ``path``'s directory: flush that directory (the new entry) and the parent of
+    each directory this write created (their entries), innermost last. No-op off local filesystems."""
+    if not is_local(fs):
+        return
+    for directory in [*(posixpath.dirname(d) for d in created), posixpath.dirname(path)]:
+        fsync_dir(directory)
+
+
+def fsync_dir(directory: str) -> None:
+    """fsync a local directory, so the entries created, renamed or removed in it survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def is_object_store(fs: pafs.FileSystem) -> bool:

@@ -8,18 +8,30 @@ pipeline writing month files) can run at once. Views:
 * ``dvol``: timeframe, currency, month + timestamp, open, high, low, close, filled
 * ``gaps``: exchange, symbol, month + venue, start, end, minutes, kind, day
 
-Local roots use DuckDB's own ``read_parquet`` with Hive partitioning (partition filters prune files,
-timestamp filters use row-group statistics). Object-store roots are exposed as pyarrow datasets over
-the root's filesystem, which DuckDB scans lazily with projection and filter pushdown: no httpfs
-extension (nothing to download), the endpoint and credentials are the root's (``AWS_*``), partition
-filters still prune month files before any is fetched, and each file fetched is one version of it
-(:mod:`marketdata_assets.storage.objectstore`), so a query racing a month rewrite sees the old month
-or the new one.
+Every view is a pyarrow dataset over the root's filesystem, which DuckDB scans lazily with projection
+and filter pushdown (partition filters prune month files before any is opened, timestamp filters use
+row-group statistics). pyarrow opens each file **once** per scan and reads its footer and its pages
+through that one handle, so a query racing a month rewrite (temp file, then rename) sees the old file
+or the new one, never parts of both. On object stores (no httpfs extension, nothing to download; the
+endpoint and credentials are the root's, ``AWS_*``) each file fetched is one version of it
+(:mod:`marketdata_assets.storage.objectstore`).
+
+DuckDB's own ``read_parquet`` (``engine="duckdb"``, local roots only) is **not** safe against
+concurrent rewrites: it opens a file several times per query (once to bind, then once per scanning
+thread; seen with strace), so a rename between two opens pairs the footer of one version with the
+pages of the next: ``TProtocolException: Invalid data``, ``don't know what type``, ``Prefetch
+registered for bytes outside file``, or, when both versions happen to share a layout, silently mixed
+values. Measured with readers racing month rewrites
+(``marketdata_assets_tests/storage/test_read_race.py``): 3-6 of ~150 SQL reads failed in each of 5
+runs with ``read_parquet``, none with the Arrow views; pyarrow reads (``get_historical_data``) never
+failed. Use it only on a root nothing writes to.
+
 A view over a dataset with no files yet is empty but has every column.
 
-Measured (2 vCPU, 9 series x 12 months of 1m + 1h, 216 files, 4.8M rows): connect ~0.05 s either
-way; a two-day range query ~0.01 s either way; :func:`inventory` 0.10 s with ``read_parquet`` vs
-0.34 s through Arrow datasets, hence ``read_parquet`` wherever DuckDB can reach the files itself.
+Measured (2 vCPU, 9 series x 12 months of 1m + 1h, 216 files, 4.4M rows): connect ~0.05-0.1 s either
+way; a two-day range query 0.01 s through Arrow vs 0.07-0.11 s with ``read_parquet``; :func:`inventory`
+(a full scan) 0.84-0.90 s through Arrow vs 0.29-0.40 s with ``read_parquet``: the price of never
+failing, paid only by full scans.
 
 Example::
 
@@ -86,8 +98,9 @@ def data_files(root: StorageRoot, dataset: MonthlyDataset) -> list[str]:
 def connect(root: StorageRoot, *, engine: str = "auto") -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the ``candles``, ``dvol`` and ``gaps`` views over ``root``.
 
-    ``engine``: ``"duckdb"`` (DuckDB reads the files itself; local roots only), ``"arrow"`` (pyarrow
-    datasets over ``root.fs``; any root) or ``"auto"`` (duckdb for local roots, arrow otherwise).
+    ``engine``: ``"arrow"`` (pyarrow datasets over ``root.fs``; any root; safe while the pipeline
+    rewrites months), ``"auto"`` (the same) or ``"duckdb"`` (DuckDB reads the files itself; local roots
+    that nothing writes to only: a query racing a rewrite can fail or mix versions, see the module doc).
     The views see the files that exist when the connection is made; reconnect to see new months.
     """
     con = duckdb.connect(":memory:")
@@ -100,7 +113,7 @@ def register_views(
     """Create (or replace) the ``candles``, ``dvol`` and ``gaps`` views over ``root`` on ``con``, e.g. a
     connection from dagster-duckdb's ``DuckDBResource``; ``engine`` as in :func:`connect`."""
     if engine == "auto":
-        engine = "duckdb" if root.local else "arrow"
+        engine = "arrow"  # the one snapshot-safe reader on every root (module doc)
     if engine not in ("duckdb", "arrow") or (engine == "duckdb" and not root.local):
         raise ValueError(f"engine {engine!r} not usable for {root}; use 'arrow' for object stores")
     con.execute("SET TimeZone = 'UTC'")

@@ -7,6 +7,15 @@ The revisions table is one small file per revised day, appended to on every revi
         first_revised, last_revised
 
 Query it with DuckDB: ``read_parquet('<root>/revisions/ohlcv_1m/**/data.parquet', hive_partitioning=true)``.
+
+A re-fetched candle that fails validation never replaces a stored one (nor joins the day): it is kept,
+with its reason and when it was seen, in its own quarantine, appended to on every re-fetch::
+
+    quarantine/ohlcv_1m_refetch/exchange=binance/symbol=BTCUSDT/date=2024-01-01/data.parquet
+        timestamp, open, high, low, close, volume, reason, detected_at
+
+(the validate step owns ``quarantine/ohlcv_1m`` and rewrites it from the raw day; these rows are not in
+the raw day, so they live apart and are never rewritten).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from marketdata_assets.storage.raw import (
     write_raw_candles,
 )
 from marketdata_assets.storage.root import StorageRoot
-from marketdata_assets.storage.schemas import UTC_MS
+from marketdata_assets.storage.schemas import QUARANTINE_CANDLES, UTC_MS
 
 REVISIONS_SCHEMA = pa.schema(
     [
@@ -42,6 +51,10 @@ REVISIONS_SCHEMA = pa.schema(
     ]
 )
 REVISIONS = DayDataset("revisions/ohlcv_1m", ("exchange", "symbol"), REVISIONS_SCHEMA, rows_within_day=False)
+REFETCH_REJECTIONS_SCHEMA = pa.schema([*QUARANTINE_CANDLES, pa.field("detected_at", UTC_MS)])
+REFETCH_REJECTIONS = DayDataset(
+    "quarantine/ohlcv_1m_refetch", ("exchange", "symbol"), REFETCH_REJECTIONS_SCHEMA, rows_within_day=False
+)
 
 
 @dataclass(frozen=True)
@@ -63,19 +76,50 @@ def store_raw_candles(
     *,
     now: pd.Timestamp | None = None,
 ) -> RawWrite:
-    """Write a fetched day; if one is stored already, merge (new values win, nothing stored is lost)
-    and log a revision row when candles were revised or added."""
+    """Write a fetched day; if one is stored already, merge (valid new values win, nothing stored is
+    lost), quarantine the re-fetched rows that fail validation and log a revision row when candles were
+    revised or added."""
     try:
         stored = read_raw_candles(root, exchange, symbol_key, day)
     except FileNotFoundError:
         info = write_raw_candles(root, exchange, symbol_key, day, fetched)
         return RawWrite(info.path, info.rows, info.bytes)
-    merged = merge_refetch(stored, fetched)
+    merged = merge_refetch(stored, fetched, day=day)
+    detected = (now or pd.Timestamp.now(tz="UTC")).floor("ms")
+    # the rejected rows first: a crash after them leaves the stored day untouched, never a lost row
+    if len(merged.rejected):
+        record_refetch_rejections(root, exchange, symbol_key, day, merged.rejected, detected)
     info = write_raw_candles(root, exchange, symbol_key, day, merged.frame)
     if merged.revision.changed:
-        detected = (now or pd.Timestamp.now(tz="UTC")).floor("ms")
         record_revision(root, exchange, symbol_key, day, merged.revision.as_row(detected))
     return RawWrite(info.path, info.rows, info.bytes, merged.revision)
+
+
+def record_refetch_rejections(
+    root: StorageRoot,
+    exchange: str,
+    symbol_key: str,
+    day: date,
+    rejected: pd.DataFrame,
+    detected_at: pd.Timestamp,
+) -> None:
+    """Append re-fetched rows that failed validation (with their ``reason``) to the day's file."""
+    keys = {"exchange": exchange, "symbol": symbol_key}
+    new = rejected[QUARANTINE_CANDLES.names].copy()
+    new["detected_at"] = pd.Series([detected_at] * len(new), index=new.index).astype("datetime64[ms, UTC]")
+    try:
+        frame = pd.concat([read_day_file(root, REFETCH_REJECTIONS, keys, day), new], ignore_index=True)
+    except FileNotFoundError:
+        frame = new.reset_index(drop=True)
+    write_day_file(root, REFETCH_REJECTIONS, keys, day, frame)
+
+
+def read_refetch_rejections(root: StorageRoot, exchange: str, symbol_key: str, day: date) -> pd.DataFrame:
+    """The re-fetched rows of one day that were rejected (empty when there were none)."""
+    try:
+        return read_day_file(root, REFETCH_REJECTIONS, {"exchange": exchange, "symbol": symbol_key}, day)
+    except FileNotFoundError:
+        return pd.DataFrame(columns=REFETCH_REJECTIONS_SCHEMA.names)
 
 
 def record_revision(root: StorageRoot, exchange: str, symbol_key: str, day: date, row: dict) -> None:

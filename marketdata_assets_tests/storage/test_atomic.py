@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -100,3 +105,77 @@ def test_frames_that_do_not_fit_the_schema_are_refused(tmp_path):
     with pytest.raises(ValueError, match="missing: \\['volume'\\]"):
         write_raw_candles(root, "binance", "BTCUSDT", DAY, frame.drop(columns=["volume"]))
     assert _files(tmp_path) == []
+
+
+def _record_fsyncs(monkeypatch) -> list[tuple[str, int]]:
+    """Wrap ``os.fsync``: each call recorded as (kind, inode)."""
+    calls: list[tuple[str, int]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        calls.append(("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_a_local_write_fsyncs_the_file_before_the_rename_and_the_directories_after(tmp_path, monkeypatch):
+    root = StorageRoot.from_uri(tmp_path)
+    calls = _record_fsyncs(monkeypatch)
+    (info,) = write_served_days(root, "1m", "binance", "BTCUSDT", {DAY: minute_candles(DAY)})
+    final = Path(info.path)
+    # the file's data (same inode before and after the rename), then its directory
+    assert calls.index(("file", final.stat().st_ino)) < calls.index(("dir", final.parent.stat().st_ino))
+    # every directory this write created is recorded in its parent: root/candles ... month=2024-01
+    for created in [*final.parents][: len(final.relative_to(tmp_path).parts) - 1]:
+        assert ("dir", created.parent.stat().st_ino) in calls, created
+
+    calls.clear()  # a rewrite of the month: file + its directory again, nothing else needed
+    (info,) = write_served_days(root, "1m", "binance", "BTCUSDT", {DAY: minute_candles(DAY, base=101.0)})
+    assert calls == [("file", final.stat().st_ino), ("dir", final.parent.stat().st_ino)]
+
+
+def test_small_files_are_fsynced_too(tmp_path, monkeypatch):
+    root = StorageRoot.from_uri(tmp_path)
+    calls = _record_fsyncs(monkeypatch)
+    target = tmp_path / "verdicts" / "x.json"
+    atomic.write_bytes_atomic(root.fs, str(target), b'{"ok": true}')
+    assert calls.index(("file", target.stat().st_ino)) < calls.index(("dir", target.parent.stat().st_ino))
+    assert ("dir", tmp_path.stat().st_ino) in calls  # verdicts/ was created: its entry in the root
+
+
+def test_a_write_killed_before_the_rename_leaves_the_old_file(tmp_path):
+    """A real process, killed (``os._exit``: no cleanup, no exception handler) after its temp file is
+    written and synced but before the rename: the final file is the old one, whole."""
+    root = StorageRoot.from_uri(tmp_path)
+    info = write_raw_candles(root, "binance", "BTCUSDT", DAY, minute_candles(DAY, base=100.0))
+    before = Path(info.path).read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import os
+        from datetime import date
+        from marketdata_assets.storage import atomic
+        from marketdata_assets.storage.raw import write_raw_candles
+        from marketdata_assets.storage.root import StorageRoot
+        from marketdata_assets_tests.storage.helpers import minute_candles
+
+        real = atomic._sync_file
+        def sync_then_die(fs, path):
+            real(fs, path)
+            os._exit(9)  # power cut / kill -9 between the fsync and the rename
+        atomic._sync_file = sync_then_die
+        day = date(2024, 1, 1)
+        write_raw_candles(StorageRoot.from_uri({str(tmp_path)!r}), "binance", "BTCUSDT", day,
+                          minute_candles(day, base=200.0))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 9, done.stderr.decode()
+    assert Path(info.path).read_bytes() == before
+    leftovers = list(Path(info.path).parent.glob(".tmp-*"))
+    assert len(leftovers) == 1  # the synced temp file, for compaction to remove
+    pd.testing.assert_frame_equal(
+        read_raw_candles(root, "binance", "BTCUSDT", DAY), minute_candles(DAY, base=100.0)
+    )
