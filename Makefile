@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test test-core lint format dev sim demo demo-ui up down
+.PHONY: help install test test-core lint format dev sim demo demo-ui live up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ sim: install  ## the exchange simulator in the foreground on 127.0.0.1:8900
 
 demo: install  ## the real pipeline end to end, offline, against the simulator
 	$(PY) python -m marketdata_assets.cli.demo
+
+live: install  ## the live service (buffers, API on :8800, SSE) against a simulator, offline
+	$(PY) python -m marketdata_assets.cli.live
 
 demo-ui: install  ## the Dagster UI over the demo's own instance and synthetic data (after make demo)
 	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo $(PY) dagster dev -w workspace.yaml

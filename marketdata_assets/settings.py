@@ -306,6 +306,54 @@ class AutomationSettings(_Strict):
         return value
 
 
+_REDIS_URL_RE = re.compile(r"^rediss?://[^\s]+$")
+
+
+class LiveEventsSettings(_Strict):
+    """Where the live service publishes new-candle events (``live.events``)."""
+
+    backend: Literal["memory", "redis"] = Field(
+        default="memory",
+        description="memory: in-process events, Server-Sent Events only; redis: also one Redis stream "
+        "per series.",
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", pattern=_REDIS_URL_RE.pattern)
+    stream_prefix: str = Field(
+        default="marketdata:",
+        pattern=r"^[A-Za-z0-9:_.-]{1,64}$",
+        description="Stream key prefix: <prefix><exchange>:<SYMBOL>:<timeframe>.",
+    )
+    stream_maxlen: int = Field(default=10_000, ge=10, description="Approximate cap of each stream.")
+
+
+class LiveSettings(_Strict):
+    """``marketdata serve``: rolling buffers, the HTTP API and new-candle events (``live:``)."""
+
+    venues: dict[Literal[CANDLE_VENUES], list[Symbol]] | None = Field(
+        default=None,
+        description="Symbols per venue to serve live; None = every configured venue and symbol. A venue "
+        "must be configured under venues: (its base URL, pacing and budget are used).",
+    )
+    buffer_length: int = Field(
+        default=100, ge=1, le=100_000, description="Closed candles kept per timeframe."
+    )
+    poll_delay_s: float = Field(
+        default=2.0, ge=0, le=59, description="Seconds after a minute closes before it is fetched."
+    )
+    history_days: int = Field(
+        default=1,
+        ge=0,
+        le=31,
+        description="Whole UTC days before today fetched from the venue at start for what is not served.",
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=20, description="Retries per poll request (the next poll tries again anyway)."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8800, ge=0, le=65535)
+    events: LiveEventsSettings = Field(default_factory=LiveEventsSettings)
+
+
 class Settings(_Strict):
     environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     synthetic: bool = Field(
@@ -317,6 +365,17 @@ class Settings(_Strict):
     dvol: DvolSettings | None = None
     quality: QualitySettings = Field(default_factory=QualitySettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+
+    @model_validator(mode="after")
+    def _live_venues_configured(self) -> Settings:
+        unknown = sorted(set(self.live.venues or {}) - set(self.venues))
+        if unknown:
+            raise ValueError(
+                f"live.venues: {', '.join(unknown)} not configured under venues: "
+                f"(configured: {', '.join(self.venues)})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _synthetic_needs_overrides(self) -> Settings:
@@ -363,6 +422,18 @@ class LoadedSettings:
     @property
     def synthetic(self) -> bool:
         return self.settings.synthetic
+
+    @property
+    def live(self) -> LiveSettings:
+        return self.settings.live
+
+    @cached_property
+    def live_universe(self) -> list[tuple[str, str]]:
+        """(venue, unified symbol) pairs the live service serves: ``live.venues``, else everything."""
+        chosen = self.settings.live.venues
+        if chosen is None:
+            return self.universe
+        return [(venue, symbol) for venue, symbols in chosen.items() for symbol in symbols]
 
     @cached_property
     def universe(self) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import pytest
 from marketdata_assets import universe
 
 PACKAGE = Path(__file__).resolve().parent.parent / "marketdata_assets"
-CORE = ("pipeline", "venues", "quality", "transform", "storage", "simulator")
+CORE = ("pipeline", "venues", "quality", "transform", "storage", "simulator", "live")
 CORE_MODULES = ("universe.py", "settings.py", "frames.py", "client.py")
 # Only the Dagster definitions and the entry points that launch runs import Dagster.
 SHELL = ("defs", "definitions.py", "cli")

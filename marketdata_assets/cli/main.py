@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         "--raw-only", action="store_true", help="fetch raw partitions only; compute nothing downstream"
     )
     backfill.set_defaults(handler=_backfill)
+    from marketdata_assets.cli.live import add_parser as add_serve
+
+    add_serve(sub)
     return parser
 
 

@@ -253,18 +253,32 @@ class CcxtCandleSource:
 
     def fetch_day(self, symbol: str, day: date) -> FetchResult:
         """All closed 1-minute candles of ``symbol`` (unified, ``BTC/USDT``) in the UTC ``day``."""
+        day_start, day_end = day_bounds_ms(day)
+        return self._fetch_window(symbol, day, day_start, day_end)
+
+    def fetch_range(self, symbol: str, start_ms: int, end_ms: int) -> FetchResult:
+        """The closed 1-minute candles of ``symbol`` with open time in ``[start_ms, end_ms)``: the same
+        pagination, retries and shared budget as :meth:`fetch_day`, for a window that may be minutes
+        long (the live service's poll) or cross a day boundary. ``day`` of the result (and of any error)
+        is the UTC day of ``start_ms``."""
+        if start_ms % MINUTE_MS or end_ms % MINUTE_MS:
+            raise ValueError(f"range [{start_ms}, {end_ms}) is not on minute boundaries")
+        return self._fetch_window(
+            symbol, datetime.fromtimestamp(start_ms / 1000, tz=UTC).date(), start_ms, end_ms
+        )
+
+    def _fetch_window(self, symbol: str, day: date, window_start: int, window_stop: int) -> FetchResult:
         started = time.monotonic()
         self._ensure_markets(symbol, day)
         self._check_listed([symbol])
         stats = FetchStats()
-        day_start, day_end = day_bounds_ms(day)
         now_ms = int(self._clock() * 1000)
-        horizon = closed_horizon_ms(day_end, now_ms)
+        horizon = closed_horizon_ms(window_stop, now_ms)
         rows: list[list[Any]] = []
         seen: set[int] = set()
-        cursor = day_start
+        cursor = window_start
         while cursor < horizon:
-            window_end = min(cursor + self.page_limit * MINUTE_MS, day_end)
+            window_end = min(cursor + self.page_limit * MINUTE_MS, window_stop)
             page = self._fetch_page(symbol, day, cursor, window_end, stats)
             stats.pages += 1
             stats.rows_received += len(page)
@@ -277,7 +291,7 @@ class CcxtCandleSource:
             rows.extend(page)
             cursor = next_cursor(cursor, window_end, [r[0] for r in page])
 
-        in_day = [r for r in rows if day_start <= r[0] < day_end]
+        in_day = [r for r in rows if window_start <= r[0] < window_stop]
         closed = [r for r in in_day if r[0] + MINUTE_MS <= now_ms]
         stats.elapsed_s = round(time.monotonic() - started, 3)
         return FetchResult(

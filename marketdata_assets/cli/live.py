@@ -1,0 +1,78 @@
+"""``marketdata serve`` (the live service) and ``make live`` (it, against a simulator, offline).
+
+``serve`` reads the settings file (``--config`` or the environment's), fills the buffers and serves the
+API on ``live.host:live.port`` (``--host``/``--port`` override) until interrupted. ``make live`` starts
+``marketdata-sim`` on a free loopback port (as ``make demo`` does) and serves the ``demo`` settings
+against it; the served Parquet is the demo's (``data/demo``, after ``make demo``) when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from marketdata_assets.settings import CONFIG_DIR, SettingsError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="the live service: rolling buffers, HTTP API, new-candle events")
+    serve.add_argument("--config", help="settings file (default: config/$MARKETDATA_ENV.yaml)")
+    serve.add_argument("--host", help="listen address (default: live.host)")
+    serve.add_argument("--port", type=int, help="port (default: live.port; 0 = any free port)")
+    serve.set_defaults(handler=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from marketdata_assets.live.server import LiveServer, build_service
+    from marketdata_assets.settings import load_settings
+
+    try:
+        settings = load_settings(args.config) if args.config else load_settings()
+    except SettingsError as exc:
+        print(f"marketdata serve: {exc}", file=sys.stderr)
+        return 2
+    live = settings.live
+    host = args.host or live.host
+    port = live.port if args.port is None else args.port
+    service = build_service(settings)
+    print(f"Filling buffers for {len(service.series)} series ...", flush=True)
+    server = LiveServer(service, host=host, port=port).start()
+    for venue, health in service.health.items():
+        if health.status != "ok":
+            print(f"  {venue}: {health.status} ({health.last_error}); retried every minute", flush=True)
+    print(
+        f"Live service on {server.url}  (API {server.url}/api/v1, schema {server.url}/openapi.json)",
+        flush=True,
+    )
+    server.serve_forever()
+    return 0
+
+
+def main() -> int:
+    """``make live``: the simulator + ``marketdata serve`` with the demo settings."""
+    from marketdata_assets.cli.demo import start_simulator
+
+    port = os.environ.get("LIVE_PORT", "8800")
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the simulator too when terminated
+    with tempfile.TemporaryDirectory(prefix="marketdata-live-") as tmp:
+        proc, url = start_simulator(Path(tmp) / "sim.url", Path(tmp) / "sim.log")
+        print(f"Simulator running at {url}")
+        os.environ["MARKETDATA_SIM_URL"] = url
+        try:
+            args = argparse.Namespace(config=str(CONFIG_DIR / "demo.yaml"), host=None, port=int(port))
+            return serve_command(args)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())
