@@ -45,8 +45,10 @@ demo: install  ## the real pipeline end to end, offline, against the simulator
 live: install  ## the live service (buffers, API on :8800, SSE) against a simulator, offline
 	$(PY) python -m marketdata_assets.cli.live
 
-demo-ui: install  ## the Dagster UI over the demo's own instance and synthetic data (after make demo)
-	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo $(PY) dagster dev -w workspace.yaml
+demo-ui: install  ## the Dagster UI over the demo's instance and data (after make demo): http://127.0.0.1:3000
+	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo \
+	MARKETDATA_DEMO_START=$$(cat data/demo/.dagster/demo-start 2>/dev/null || echo 2024-01-01) \
+	$(PY) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 up:  ## the team stack in Docker: Postgres, code server, daemon, UI on :3000, MinIO (README.md, Running for a team)
 	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker with the compose plugin"; exit 1; }

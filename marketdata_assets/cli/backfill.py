@@ -441,6 +441,28 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
     return RunResult(planned, result.run_id, result.success, error, held_back=held_back)
 
 
+def refresh_instruments(instance=None) -> RunResult:  # noqa: ANN001 - DagsterInstance
+    """Materialise every venue's ``<venue>/instruments`` (reference data) in one run."""
+    from dagster import execute_job
+
+    from marketdata_assets.cli.instance import open_instance, process_tags
+    from marketdata_assets.defs.automation import INSTRUMENTS_JOB
+
+    planned = PlannedRun("reference", ("instruments",), "-", date.today(), date.today())
+    result = execute_job(
+        job=_reconstructable_job(INSTRUMENTS_JOB),
+        instance=instance or open_instance(),
+        tags={"marketdata/launched_by": "marketdata backfill", **process_tags()},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+    error = None
+    if not result.success:
+        failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+        error = step_error_message(failures[0].error) if failures else "instruments run failed"
+    return RunResult(planned, result.run_id, result.success, error)
+
+
 def refresh_catalog(instance=None) -> RunResult | None:  # noqa: ANN001 - DagsterInstance
     """Materialise ``serving/catalog`` (compaction + inventory) in one run; None if not defined."""
     from dagster import execute_job

@@ -28,6 +28,8 @@ from marketdata_assets.settings import CONFIG_DIR, PROJECT_DIR, load_settings
 
 DEMO_DAYS = 7
 SIM_START_TIMEOUT_S = 60
+START_FILE = "demo-start"  # in the demo's Dagster home: its first day, for make demo-ui
+UI_URL = "http://127.0.0.1:3000"
 
 
 def demo_dagster_home(data_root: str) -> Path:
@@ -55,13 +57,15 @@ def start_simulator(port_file: Path, log: Path) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> int:
-    settings = load_settings(CONFIG_DIR / "demo.yaml", environ={})
-    assert settings.synthetic, "the demo must run on synthetic settings"
     from marketdata_assets.universe import latest_closed_day
 
     end = latest_closed_day()
     start = end - timedelta(days=DEMO_DAYS - 1)
+    # the partitions start on the demo's first day: nothing before it reads as "missing" in the UI
+    settings = load_settings(CONFIG_DIR / "demo.yaml", environ={"MARKETDATA_DEMO_START": start.isoformat()})
+    assert settings.synthetic, "the demo must run on synthetic settings"
     home = demo_dagster_home(settings.storage_root)
+    (home / START_FILE).write_text(start.isoformat() + "\n")
     with tempfile.TemporaryDirectory(prefix="marketdata-demo-") as tmp:
         proc, url = start_simulator(Path(tmp) / "sim.url", Path(tmp) / "sim.log")
         print(f"Simulator running at {url}")
@@ -69,6 +73,7 @@ def main() -> int:
             **os.environ,
             "MARKETDATA_ENV": "demo",
             "MARKETDATA_SIM_URL": url,
+            "MARKETDATA_DEMO_START": start.isoformat(),
             "DAGSTER_HOME": str(home),
         }
         env.pop("MARKETDATA_CONFIG", None)
@@ -84,19 +89,21 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     if status == 0:
-        status = read_back(settings.storage_root, start, end, settings.venues)
+        status = read_back(settings.storage_root, start, end, settings)
     print()
     print(f"Demo data (synthetic) : {settings.storage_root}")
-    print(f"Demo Dagster instance : {home}   (browse it: make demo-ui)")
+    print(f"Demo Dagster instance : {home}")
+    print(f"Browse it             : make demo-ui, then open {UI_URL}")
     return status
 
 
-def read_back(root: str, start, end, venues) -> int:  # noqa: ANN001 - dates, venue settings
-    """What a backtest sees: every venue x timeframe of the demo through the client."""
+def read_back(root: str, start, end, settings) -> int:  # noqa: ANN001 - dates, LoadedSettings
+    """What a backtest sees: every venue x timeframe of the demo (and DVOL) through the client."""
     import pandas as pd
 
     from marketdata_assets.client import MarketDataClient
     from marketdata_assets.transform.resample import TIMEFRAMES
+    from marketdata_assets.universe import DVOL_TIMEFRAMES
 
     client = MarketDataClient(root=root)
     print("\nServed data (MarketDataClient.available()):")
@@ -104,7 +111,26 @@ def read_back(root: str, start, end, venues) -> int:  # noqa: ANN001 - dates, ve
         print(client.available().to_string(index=False))
     missing = []
     stop = end + timedelta(days=1)
-    for venue, cfg in venues.items():
+    if settings.dvol is not None:
+        rows = []
+        for currency in settings.dvol.currencies:
+            for timeframe in DVOL_TIMEFRAMES:
+                frame = client.dvol(currency, timeframe, start.isoformat(), stop.isoformat())
+                rows.append((currency, timeframe, len(frame), frame.index.min(), frame.index.max()))
+                if frame.empty:
+                    missing.append(f"DVOL {currency} {timeframe}")
+        print("\nServed DVOL (MarketDataClient.dvol()):")
+        print(
+            pd.DataFrame(rows, columns=["currency", "timeframe", "rows", "first", "last"]).to_string(
+                index=False
+            )
+        )
+    instruments = client.instruments()
+    print(
+        f"\nInstruments (MarketDataClient.instruments()): {len(instruments)} listed on "
+        + ", ".join(sorted(instruments["exchange"].unique()))
+    )
+    for venue, cfg in settings.venues.items():
         for timeframe in ("1m", *TIMEFRAMES):
             for symbol in cfg.symbols:
                 frame = client.get_historical_data(

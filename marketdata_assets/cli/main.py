@@ -5,8 +5,8 @@
 
 Materialises those partitions through Dagster against the configured instance (``DAGSTER_HOME``; the
 runs appear in the UI): one run per venue x symbol fetches the raw days and computes the validated 1m,
-the gap table and the 5m..1d candles (DVOL: 1m and 1h) with their checks; then one run refreshes
-``serving/catalog``. ``--raw-only`` fetches without computing anything downstream. Shows a progress bar
+the gap table and the 5m..1d candles (DVOL: 1m and 1h) with their checks; then one run refreshes every
+venue's instruments (reference data) and one ``serving/catalog``. ``--raw-only`` fetches without computing anything downstream. Shows a progress bar
 (fetched partitions), ends with a summary table, and exits non-zero when any partition failed, naming
 them. Dates are UTC days, both ends inclusive; both default to yesterday (the latest closed day).
 """
@@ -100,6 +100,7 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         plan_backfill,
         quiet_dagster_warnings,
         refresh_catalog,
+        refresh_instruments,
     )
     from marketdata_assets.settings import load_settings
 
@@ -145,6 +146,13 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     bar.finish()
     print(summary_table(results), file=out)
     if not getattr(args, "raw_only", False):
+        reference = refresh_instruments()
+        if reference.success:
+            print(
+                f"Instruments refreshed (run {reference.run_id[:8] if reference.run_id else '-'}).", file=out
+            )
+        else:
+            results.append(reference)
         catalog = refresh_catalog()
         if catalog is not None and catalog.success:
             print(f"Catalog refreshed (run {catalog.run_id[:8] if catalog.run_id else '-'}).", file=out)
@@ -181,7 +189,7 @@ class ProgressBar:
         tty = stream.isatty()
         self._bar = tqdm(
             total=total,
-            file=stream,
+            file=stream if tty else _Lines(stream),  # in a log: one line per update, not \r redraws
             unit="partition",
             dynamic_ncols=tty,
             ncols=None if tty else 100,
@@ -206,6 +214,21 @@ class ProgressBar:
         with self._lock:
             self._bar.refresh()
             self._bar.close()
+
+
+class _Lines:
+    """A stream for tqdm outside a terminal: each redraw becomes its own line (tqdm writes ``\r`` + line)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "")
+        if text.strip():
+            self.stream.write(text.rstrip("\n") + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def summary_table(results) -> str:  # noqa: ANN001 - Sequence[RunResult]

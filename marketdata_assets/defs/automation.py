@@ -32,6 +32,7 @@ from dagster import (
     PartitionKeyRange,
     RunRequest,
     RunsFilter,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -51,6 +52,7 @@ from marketdata_assets.defs.partitions import (
     dvol_partitions,
 )
 from marketdata_assets.defs.raw import DVOL_RAW_KEY, raw_candles_key
+from marketdata_assets.defs.reference import instruments_key
 from marketdata_assets.defs.resampled import resampled_key
 from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.defs.validated import gaps_key, validated_candles_key
@@ -74,6 +76,8 @@ DVOL_VENUE = "deribit"
 GAP_SENSOR = "gap_backfill"
 CATALOG_SENSOR = "catalog_refresh"
 CATALOG_JOB = "refresh_catalog"
+INSTRUMENTS_JOB = "refresh_instruments"
+INSTRUMENTS_SCHEDULE = "daily_instruments"
 AUTOMATION_TAG = "marketdata/automation"
 LAUNCHED_BY_TAG = "marketdata/launched_by"
 REASONS_TAG = "marketdata/reasons"
@@ -149,12 +153,28 @@ def build_automation(settings: LoadedSettings) -> Automation:
         for s in series
     }
     catalog_job = define_asset_job(CATALOG_JOB, selection=AssetSelection.assets(CATALOG_KEY))
+    instruments_job = define_asset_job(
+        INSTRUMENTS_JOB,
+        selection=AssetSelection.assets(*(instruments_key(venue) for venue in settings.venues)),
+        description="Every candle venue's listed instruments (one request each), checked against the settings.",
+    )
     schedules = [build_nightly_schedule(settings, s, jobs[s.venue]) for s in series]
+    schedules.append(
+        ScheduleDefinition(
+            name=INSTRUMENTS_SCHEDULE,
+            job=instruments_job,
+            cron_schedule=settings.automation.nightly_cron,
+            execution_timezone="UTC",
+            default_status=_schedule_status(settings),
+            tags={LAUNCHED_BY_TAG: f"schedule {INSTRUMENTS_SCHEDULE}", AUTOMATION_TAG: INSTRUMENTS_SCHEDULE},
+            description="Refreshes every venue's instruments daily, with the nightly runs.",
+        )
+    )
     sensors = [
         build_gap_backfill_sensor(settings, series, list(jobs.values())),
         build_catalog_sensor(settings, catalog_job),
     ]
-    return Automation([*jobs.values(), catalog_job], schedules, sensors)
+    return Automation([*jobs.values(), catalog_job, instruments_job], schedules, sensors)
 
 
 def _schedule_status(settings: LoadedSettings) -> DefaultScheduleStatus:

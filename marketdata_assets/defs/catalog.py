@@ -53,20 +53,18 @@ def build_catalog_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefin
     def catalog(
         context: AssetExecutionContext, duckdb: DuckDBResource, storage: StorageResource
     ) -> MaterializeResult:
-        from marketdata_assets.quality.tables import markdown_table
+        from marketdata_assets.quality.tables import frame_table, table
         from marketdata_assets.storage.catalog import inventory, register_views
         from marketdata_assets.storage.compaction import compact
         from marketdata_assets.storage.served import MONTHLY_DATASETS
 
         root = storage.root()
-        compaction: dict[str, Any] = {}
+        compaction: list[list[Any]] = []
         for name in MONTHLY_DATASETS:
             report = compact(root, name)
-            compaction[name] = {
-                "removed_tmp": len(report.removed_tmp),
-                "merged": len(report.merged),
-                "skipped": report.skipped[:10],
-            }
+            compaction.append(
+                [name, len(report.removed_tmp), len(report.merged), "; ".join(report.skipped[:10]) or "-"]
+            )
             for skipped in report.skipped:
                 context.log.warning(f"compaction left {skipped}")
         with duckdb.get_connection() as con:
@@ -79,9 +77,9 @@ def build_catalog_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefin
                 {
                     "series": len(listing),
                     "rows": int(listing["rows"].sum()) if len(listing) else 0,
-                    "inventory_md": markdown_table(shown) if len(shown) else "no served data yet",
-                    "gaps_md": markdown_table(gap_summary) if len(gap_summary) else "no gaps recorded",
-                    "compaction": compaction,
+                    "inventory": frame_table(shown) if len(shown) else "no served data yet",
+                    "gaps": frame_table(gap_summary) if len(gap_summary) else "no gaps recorded",
+                    "compaction": table(["dataset", "removed_tmp", "merged", "skipped"], compaction),
                     "root": root.display(root.path()),
                 }
             )

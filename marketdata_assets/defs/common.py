@@ -26,6 +26,7 @@ from dagster import (
 
 from marketdata_assets.defs.partitions import split_key
 from marketdata_assets.pipeline.outcome import DayOutcome
+from marketdata_assets.quality.tables import is_table
 
 
 def days_by_instrument(venue: str, partition_keys: Sequence[str]) -> dict[str, list[tuple[str, date]]]:
@@ -62,6 +63,8 @@ def metadata_value(key: str, value: Any) -> Any:
     """Plain values to Dagster metadata: ``*_md`` keys are markdown, dicts and lists JSON, paths paths."""
     if isinstance(value, MetadataValue):
         return value
+    if is_table(value):
+        return _table_value(value)
     if key.endswith("_md"):
         return MetadataValue.md(str(value))
     if key == "path" or key.endswith("_path"):
@@ -145,3 +148,23 @@ def finish(
         ),
         metadata={"failed_partitions": MetadataValue.md(listing)},
     )
+
+
+def _table_value(value: dict[str, list]) -> MetadataValue:
+    """``{"columns", "rows"}`` data as Dagster table metadata, each column typed from its values."""
+    from dagster import TableColumn, TableRecord, TableSchema
+
+    columns = value["columns"]
+
+    def kind(index: int) -> str:
+        cells = [row[index] for row in value["rows"] if row[index] is not None]
+        for name, types in (("bool", (bool,)), ("int", (int,)), ("float", (int, float))):
+            if cells and all(
+                isinstance(c, types) and (name == "bool" or not isinstance(c, bool)) for c in cells
+            ):
+                return name
+        return "string"
+
+    schema = TableSchema(columns=[TableColumn(name, kind(i)) for i, name in enumerate(columns)])
+    records = [TableRecord(dict(zip(columns, row, strict=True))) for row in value["rows"]]
+    return MetadataValue.table(records=records, schema=schema)

@@ -27,7 +27,7 @@ from marketdata_assets.defs.common import to_metadata
 from marketdata_assets.defs.dvol import dvol_key
 from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.defs.validated import validated_candles_key
-from marketdata_assets.quality.tables import markdown_rows
+from marketdata_assets.quality.tables import table
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.universe import DVOL_VENUE
 
@@ -77,7 +77,7 @@ def _check(
         for name, (dataset, keys) in series.items()
     ]
     stale = [r for r in results if r.stale]
-    table = markdown_rows(
+    series_table = table(
         ["series", "newest candle (UTC)", "age (h)", "fresh"],
         [
             [
@@ -103,7 +103,7 @@ def _check(
         metadata=to_metadata(
             {"stale_series": len(stale), "max_staleness_hours": settings.quality.max_staleness_hours}
         )
-        | to_metadata({"series_md": table}),
+        | to_metadata({"series": series_table}),
     )
 
 

@@ -21,8 +21,9 @@ from dagster import (
     asset,
 )
 
+from marketdata_assets.defs.common import to_metadata
 from marketdata_assets.defs.resources import StorageResource, VenuesResource
-from marketdata_assets.quality.tables import markdown_rows
+from marketdata_assets.quality.tables import table
 from marketdata_assets.settings import LoadedSettings
 
 REFERENCE_GROUP = "reference"
@@ -110,7 +111,9 @@ def _metadata(frame: Any, configured: list[str]) -> dict[str, Any]:
             ]
         )
     header = ["symbol", "venue id", "tick size", "amount step", "min amount", "min notional", "status"]
-    metadata["configured_symbols"] = MetadataValue.md(markdown_rows(header, rows))
+    metadata["configured_symbols"] = to_metadata({"configured_symbols": table(header, rows)})[
+        "configured_symbols"
+    ]
     metadata["fetched_at"] = MetadataValue.text(
         frame["fetched_at"].iloc[0].isoformat() if len(frame) else "-"
     )

@@ -25,7 +25,7 @@ def serve_dvol_days(
 ) -> list[DayOutcome]:
     """Serve each raw DVOL day of ``currency``; one outcome per day (numbers per timeframe)."""
     from marketdata_assets.quality import DvolCandles, dedupe_candles, validate_candles
-    from marketdata_assets.quality.tables import markdown_table
+    from marketdata_assets.quality.tables import frame_table
     from marketdata_assets.storage.raw import read_raw_dvol
     from marketdata_assets.storage.served import write_served_dvol_days
     from marketdata_assets.transform.dvol import dvol_hourly, dvol_to_minutes
@@ -60,7 +60,7 @@ def serve_dvol_days(
         out["1h"][day] = hourly
         common: dict = {"points": len(points), "dropped_rows": len(bad)}
         if bad:
-            common["dropped_md"] = markdown_table(points.iloc[bad].head(policy.failure_rows))
+            common["dropped"] = frame_table(points.iloc[bad].head(policy.failure_rows))
         outcome.numbers["1m"] = {
             **common,
             "rows": len(minutes),

@@ -30,7 +30,7 @@ from marketdata_assets.quality.day_checks import (
     CheckPolicy,
     verdict_checks,
 )
-from marketdata_assets.quality.tables import markdown_table
+from marketdata_assets.quality.tables import frame_table
 from marketdata_assets.storage.root import StorageRoot
 
 VERDICT_VERSION = 1
@@ -175,7 +175,7 @@ def validate_day(
     if len(cleaned.quarantined):
         candles["quarantine_reasons"] = cleaned.quarantined["reason"].value_counts().head(10).to_dict()
     if cleaned.conflicting_duplicates:
-        candles["conflicts_md"] = markdown_table(cleaned.dedupe.conflicts.head(policy.failure_rows))
+        candles["conflicts"] = frame_table(cleaned.dedupe.conflicts.head(policy.failure_rows))
     return ValidatedDay(
         valid=valid,
         quarantined=cleaned.quarantined,

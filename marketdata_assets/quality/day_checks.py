@@ -48,7 +48,7 @@ from marketdata_assets.quality.schemas import (
     ValidationReport,
     validate_candles,
 )
-from marketdata_assets.quality.tables import markdown_table
+from marketdata_assets.quality.tables import frame_table, table
 
 ERROR = "error"
 WARN = "warn"
@@ -72,7 +72,7 @@ DEFAULT_POLICY = CheckPolicy()
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check on one day. ``metadata`` holds plain values; ``*_md`` keys are markdown tables."""
+    """One check on one day. ``metadata`` holds plain values; tables as quality.tables.table data."""
 
     name: str
     passed: bool
@@ -278,6 +278,14 @@ def validated_day_usable(
     return None
 
 
+def _failures(report: ValidationReport, policy: CheckPolicy) -> dict[str, list]:
+    """The first failing rows of a report as a table (rule, category, column, row, timestamp, value)."""
+    rows = report.failure_table(policy.failure_rows)
+    return table(
+        ["check", "category", "column", "row", "timestamp", "value"], [list(r.values()) for r in rows]
+    )
+
+
 def _frame_broken(report: ValidationReport, policy: CheckPolicy) -> CheckOutcome:
     reasons = ", ".join(f"{f.reason}: {f.value}" for f in report.frame_failures)
     return CheckOutcome(
@@ -285,7 +293,7 @@ def _frame_broken(report: ValidationReport, policy: CheckPolicy) -> CheckOutcome
         passed=False,
         severity=ERROR,
         description=f"the day cannot be read as candles ({reasons}); nothing downstream is computed",
-        metadata={"failures_md": report.failure_markdown(policy.failure_rows)},
+        metadata={"failures": _failures(report, policy)},
     )
 
 
@@ -306,7 +314,7 @@ def _rows_outcome(
     if report.ok:
         return CheckOutcome(name, True, severity, f"all {report.rows} rows pass", metadata)
     metadata["failures_by_rule"] = report.counts()
-    metadata["failures_md"] = report.failure_markdown(policy.failure_rows)
+    metadata["failures"] = _failures(report, policy)
     return CheckOutcome(name, False, severity, f"{rows} of {report.rows} rows fail ({consequence})", metadata)
 
 
@@ -316,7 +324,7 @@ def _raw_duplicates(identical: int, conflicts: pd.DataFrame, policy: CheckPolicy
     if conflicting == 0:
         note = f"{identical} identical duplicate rows (page overlaps), collapsed" if identical else "none"
         return CheckOutcome("duplicates", True, WARN, note, metadata)
-    metadata["conflicts_md"] = markdown_table(conflicts.head(policy.failure_rows * 2))
+    metadata["conflicts"] = frame_table(conflicts.head(policy.failure_rows * 2))
     return CheckOutcome(
         "duplicates",
         False,
@@ -384,7 +392,7 @@ def _continuity(frame: pd.DataFrame, policy: CheckPolicy) -> CheckOutcome:
             f"no close-to-close move above {policy.price_jump_threshold:.1%}",
             metadata,
         )
-    metadata["jumps_md"] = markdown_table(jumps.head(policy.failure_rows))
+    metadata["jump_rows"] = frame_table(jumps.head(policy.failure_rows))
     return CheckOutcome(
         "continuity",
         False,

@@ -179,4 +179,16 @@ def inventory(root: StorageRoot, con: duckdb.DuckDBPyConnection | None = None) -
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ms, UTC]")
     for column in ("rows", "incomplete_bins", "gap_count"):
         frame[column] = frame[column].astype("int64")
+    # timeframes by length (1m, 5m, 15m, 1h, 4h, 1d), not as text
+    frame = frame.sort_values(
+        ["exchange", "symbol", "timeframe"],
+        key=lambda col: col.map(timeframe_minutes) if col.name == "timeframe" else col,
+        kind="stable",
+    )
     return frame[INVENTORY_COLUMNS].reset_index(drop=True)
+
+
+def timeframe_minutes(timeframe: str) -> int:
+    """``15m`` -> 15, ``4h`` -> 240, ``1d`` -> 1440 (for ordering timeframes by length)."""
+    units = {"m": 1, "h": 60, "d": 1440}
+    return int(timeframe[:-1]) * units[timeframe[-1]]

@@ -49,8 +49,8 @@ def test_a_stale_symbol_is_named_and_a_fresh_one_passes(tmp_path: Path, simulato
     okx = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] == "okx")
     assert not okx.passed and okx.severity.value == "WARN"
     assert "1 of 2 series stale: okx ETHUSDT: newest candle 2024-03-05T23:59:00+00:00" in okx.description
-    table = okx.metadata["series_md"].value
-    assert f"okx BTCUSDT | {yesterday}T23:59:00+00:00" in table
+    rows = {r.data["series"]: r.data for r in okx.metadata["series"].value.records}
+    assert rows["okx BTCUSDT"]["newest candle (UTC)"] == f"{yesterday}T23:59:00+00:00"
     others = [e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] != "okx"]
     # series never served are listed, not judged: their checks pass
     assert others and all("nothing served yet" in e.description and e.passed for e in others)

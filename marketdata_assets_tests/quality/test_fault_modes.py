@@ -54,7 +54,7 @@ def test_invalid_rows_fail_their_rule_and_are_quarantined_with_the_reason(sim, w
     outcome = outcomes[check]
     assert not outcome.passed and outcome.severity == WARN  # raw: the validated step handles the rows
     assert outcome.metadata["failing_rows"] >= 1
-    assert rule in outcome.metadata["failures_md"]  # the failing rows are shown, not just counted
+    assert rule in {row[0] for row in outcome.metadata["failures"]["rows"]}  # the rows are shown, not counted
 
     cleaned = clean_partition(raw, DAY)
     assert len(cleaned.quarantined) == outcome.metadata["failing_rows"]
@@ -96,7 +96,7 @@ def test_revised_values_conflict_and_the_last_fetch_wins(sim) -> None:
     both = pd.concat([first, second], ignore_index=True)
     outcome = raw_day_checks(both, DAY)["duplicates"]
     assert not outcome.passed and outcome.metadata["conflicting_timestamps"] == len(first)
-    assert "old_close" in outcome.metadata["conflicts_md"]
+    assert "old_close" in outcome.metadata["conflicts"]["columns"]
     deduped = dedupe_candles(both)
     assert len(deduped.frame) == len(first)
     np.testing.assert_allclose(
@@ -111,7 +111,7 @@ def test_rows_out_of_order_pass_raw_but_a_stored_day_must_be_increasing(sim) -> 
     unsorted = raw.sample(frac=1.0, random_state=1).reset_index(drop=True)
     outcomes = validated_day_checks(unsorted, DAY, venue="bybit", symbol="BTCUSDT", quarantined_rows=0)
     assert outcomes["duplicates"].blocks  # strictly increasing is part of the stored-day contract
-    assert "strictly_increasing" in outcomes["duplicates"].metadata["failures_md"]
+    assert "strictly_increasing" in {row[0] for row in outcomes["duplicates"].metadata["failures"]["rows"]}
 
 
 def test_an_outage_shows_in_completeness_with_its_range(sim) -> None:
@@ -133,7 +133,9 @@ def test_a_price_jump_is_a_continuity_warning_with_timestamps(sim) -> None:
     outcome = raw_day_checks(raw, DAY, CheckPolicy(price_jump_threshold=0.2))["continuity"]
     assert not outcome.passed and outcome.severity == WARN
     assert outcome.metadata["jumps"] == 1
-    assert raw["timestamp"].iloc[700].isoformat() in outcome.metadata["jumps_md"]
+    assert raw["timestamp"].iloc[700].isoformat() in {
+        c for r in outcome.metadata["jump_rows"]["rows"] for c in r[:2]
+    }
 
 
 def test_a_frame_that_is_not_candles_is_an_error_on_every_layer() -> None:

@@ -76,12 +76,13 @@ def test_stray_files_are_not_in_the_views(root, tmp_path):
 def test_inventory_lists_every_series(root):
     frame = inventory(root)
     assert list(frame.columns) == INVENTORY_COLUMNS
+    # timeframes in order of length, not as text
     assert frame[["exchange", "timeframe", "rows", "incomplete_bins", "gap_count"]].values.tolist() == [
-        ["binance", "1h", 48, 4, 3],
         ["binance", "1m", 2880, 0, 3],
-        ["okx", "1h", 48, 4, 0],
+        ["binance", "1h", 48, 4, 3],
         ["okx", "1m", 2880, 0, 0],
+        ["okx", "1h", 48, 4, 0],
     ]
-    assert frame["first"].iloc[0] == pd.Timestamp("2024-01-31T00:00Z")
-    assert frame["last"].iloc[1] == pd.Timestamp("2024-02-01T23:59Z")
+    assert frame["first"].iloc[1] == pd.Timestamp("2024-01-31T00:00Z")
+    assert frame["last"].iloc[0] == pd.Timestamp("2024-02-01T23:59Z")
     assert str(frame["first"].dtype) == "datetime64[ms, UTC]"
