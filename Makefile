@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test test-core lint format dev sim demo demo-ui live up down
+.PHONY: help install test test-core lint format dev sim demo demo-ui live bench up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ demo: install  ## the real pipeline end to end, offline, against the simulator
 
 live: install  ## the live service (buffers, API on :8800, SSE) against a simulator, offline
 	$(PY) python -m marketdata_assets.cli.live
+
+bench: install  ## benchmarks vs baselines and floors (docs/BENCHMARKS.md): one table + bench/results/latest.json; SCENARIO=name for one
+	$(PY) python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO))
 
 demo-ui: install  ## the Dagster UI over the demo's instance and data (after make demo): http://127.0.0.1:3000
 	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo \
