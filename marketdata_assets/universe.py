@@ -76,6 +76,21 @@ def split_partition_key(venue: str, key: str) -> tuple[str, date]:
     return by_name[other], day
 
 
+def run_tags(
+    venue: str, instruments: list[str] | tuple[str, ...], first: date, last: date, trigger: str
+) -> dict[str, str]:
+    """The tags that say what a run does, on every run we launch (terminal backfill, schedules, sensor):
+    shown in the Runs list and filterable there (``marketdata/venue``, ``marketdata/symbols``,
+    ``marketdata/first_day``, ``marketdata/last_day``, ``marketdata/trigger``)."""
+    return {
+        "marketdata/venue": venue,
+        "marketdata/symbols": ",".join(instruments),
+        "marketdata/first_day": first.isoformat(),
+        "marketdata/last_day": last.isoformat(),
+        "marketdata/trigger": trigger,
+    }
+
+
 def latest_closed_day(now: datetime | None = None) -> date:
     """The UTC day that closed most recently before ``now`` (default: the current time)."""
     return ((now or datetime.now(UTC)).astimezone(UTC) - timedelta(days=1)).date()

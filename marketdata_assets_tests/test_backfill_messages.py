@@ -59,6 +59,7 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, results: list[RunRe
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setattr(backfill_module, "execute_runs", lambda runs, **_: results)
     monkeypatch.setattr(backfill_module, "refresh_catalog", lambda: None)
+    monkeypatch.setattr(backfill_module, "refresh_instruments", lambda venues: None)
     out, err = io.StringIO(), io.StringIO()
     args = cli._parser().parse_args(
         [

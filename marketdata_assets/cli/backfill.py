@@ -31,6 +31,7 @@ from marketdata_assets.universe import (
     PARTITION_RANGE_START_TAG,
     latest_closed_day,
     partition_key,
+    run_tags,
 )
 
 JOB_RECONSTRUCTOR_MODULE = "marketdata_assets.cli.backfill"
@@ -68,6 +69,7 @@ class PlannedRun:
             PARTITION_RANGE_START_TAG: partition_key(self.venue, key, self.start),
             PARTITION_RANGE_END_TAG: partition_key(self.venue, key, self.end),
             "marketdata/launched_by": "marketdata backfill",
+            **run_tags(self.venue, [key], self.start, self.end, "marketdata backfill"),
         }
 
 
@@ -441,17 +443,25 @@ def _execute_one(planned: PlannedRun, instance) -> RunResult:  # noqa: ANN001
     return RunResult(planned, result.run_id, result.success, error, held_back=held_back)
 
 
-def refresh_instruments(instance=None) -> RunResult:  # noqa: ANN001 - DagsterInstance
-    """Materialise every venue's ``<venue>/instruments`` (reference data) in one run."""
+def refresh_instruments(venues: Sequence[str], instance=None) -> RunResult | None:  # noqa: ANN001
+    """Materialise ``<venue>/instruments`` (reference data) of the candle ``venues`` in one run; None when
+    there is none (a DVOL-only backfill)."""
     from dagster import execute_job
 
     from marketdata_assets.cli.instance import open_instance, process_tags
     from marketdata_assets.defs.automation import INSTRUMENTS_JOB
+    from marketdata_assets.defs.reference import instruments_key
+    from marketdata_assets.universe import CANDLE_VENUES
+
+    keys = [instruments_key(venue) for venue in dict.fromkeys(venues) if venue in CANDLE_VENUES]
+    if not keys:
+        return None
 
     planned = PlannedRun("reference", ("instruments",), "-", date.today(), date.today())
     result = execute_job(
         job=_reconstructable_job(INSTRUMENTS_JOB),
         instance=instance or open_instance(),
+        asset_selection=keys,
         tags={"marketdata/launched_by": "marketdata backfill", **process_tags()},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,

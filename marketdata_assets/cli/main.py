@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -146,12 +147,11 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     bar.finish()
     print(summary_table(results), file=out)
     if not getattr(args, "raw_only", False):
-        reference = refresh_instruments()
-        if reference.success:
-            print(
-                f"Instruments refreshed (run {reference.run_id[:8] if reference.run_id else '-'}).", file=out
-            )
-        else:
+        reference = refresh_instruments([r.venue for r in runs])
+        if reference is not None and reference.success:
+            run_id = reference.run_id[:8] if reference.run_id else "-"
+            print(f"Instruments refreshed (run {run_id}).", file=out)
+        elif reference is not None:
             results.append(reference)
         catalog = refresh_catalog()
         if catalog is not None and catalog.success:
@@ -184,7 +184,10 @@ class ProgressBar:
     def __init__(self, total: int, stream: TextIO) -> None:
         from tqdm import tqdm
 
-        self.rows = self.failed = 0
+        self.rows = self.failed = self.done = 0
+        self.total = total
+        self.started = time.monotonic()
+        self._first_done: float | None = None
         self._lock = threading.Lock()
         tty = stream.isatty()
         self._bar = tqdm(
@@ -195,18 +198,31 @@ class ProgressBar:
             ncols=None if tty else 100,
             mininterval=0.1 if tty else 2.0,
             smoothing=0.1,
-            bar_format="[{bar:30}] {n_fmt}/{total_fmt} partitions  {desc}  elapsed {elapsed}  ETA {remaining}",
+            bar_format="[{bar:30}] {n_fmt}/{total_fmt} partitions  {desc}",
             ascii=" #",
         )
         self._bar.set_description_str(self._stats(), refresh=False)
 
     def _stats(self) -> str:
-        return f"{self.rows:,} rows  {self.failed} failed"
+        return f"{self.rows:,} rows  {self.failed} failed  elapsed {_clock(time.monotonic() - self.started)}  ETA {self.eta()}"
+
+    def eta(self) -> str:
+        """Remaining time from the pace since the first partition finished (the start-up before it, imports
+        and the first run's setup, says nothing about the pace), once three partitions are done."""
+        if self.done >= self.total:
+            return _clock(0)
+        if self._first_done is None or self.done < 3:
+            return "?"
+        pace = (time.monotonic() - self._first_done) / (self.done - 1)
+        return _clock(pace * (self.total - self.done))
 
     def update(self, outcome) -> None:  # noqa: ANN001 - PartitionOutcome
         with self._lock:
             self.rows += outcome.rows
             self.failed += 0 if outcome.ok else 1
+            self.done += 1
+            if self._first_done is None:
+                self._first_done = time.monotonic()
             self._bar.set_description_str(self._stats(), refresh=False)
             self._bar.update(1)
 
@@ -214,6 +230,11 @@ class ProgressBar:
         with self._lock:
             self._bar.refresh()
             self._bar.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 class _Lines:

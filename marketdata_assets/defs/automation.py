@@ -71,8 +71,8 @@ from marketdata_assets.pipeline.plan import (
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets.transform.resample import TIMEFRAMES
+from marketdata_assets.universe import DVOL_VENUE, run_tags
 
-DVOL_VENUE = "deribit"
 GAP_SENSOR = "gap_backfill"
 CATALOG_SENSOR = "catalog_refresh"
 CATALOG_JOB = "refresh_catalog"
@@ -128,6 +128,7 @@ def batch_tags(batch: Batch, launched_by: str) -> dict[str, str]:
         PARTITION_RANGE_END_TAG: batch.range_end,
         LAUNCHED_BY_TAG: launched_by,
         AUTOMATION_TAG: launched_by.split()[-1],
+        **run_tags(batch.series.venue, batch.instruments, batch.start, batch.end, launched_by),
     }
     if batch.reasons:
         tags[REASONS_TAG] = ",".join(f"{reason}={n}" for reason, n in batch.reasons)

@@ -5,9 +5,11 @@ monthly datasets (stale temp files of crashed writers, stray Parquet files; safe
 queries the files through dagster-duckdb's :class:`DuckDBResource` (views over the Parquet on an
 in-memory database by default: no DuckDB file that many runs would have to write at once) and
 records the inventory - exchange, symbol, timeframe, first/last candle, rows, incomplete bins, gap
-count - and the gap minutes per kind as metadata.
+count - the gap minutes per kind, and a health summary of the latest days from the stored verdicts
+(days held back by a blocking check, check warnings, per series) as metadata.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
@@ -20,8 +22,10 @@ from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.defs.validated import gaps_key, validated_candles_key
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.transform.resample import TIMEFRAMES
+from marketdata_assets.universe import latest_closed_day
 
 CATALOG_KEY = AssetKey(["serving", "catalog"])
+HEALTH_DAYS = 7  # the catalog's health summary covers this many latest closed days
 
 _GAP_SUMMARY_SQL = """
 SELECT exchange, symbol, kind, count(*) AS gaps, sum(minutes) AS minutes
@@ -53,6 +57,7 @@ def build_catalog_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefin
     def catalog(
         context: AssetExecutionContext, duckdb: DuckDBResource, storage: StorageResource
     ) -> MaterializeResult:
+        from marketdata_assets.pipeline.validate import health
         from marketdata_assets.quality.tables import frame_table, table
         from marketdata_assets.storage.catalog import inventory, register_views
         from marketdata_assets.storage.compaction import compact
@@ -72,9 +77,25 @@ def build_catalog_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefin
             listing = inventory(root, con)
             gap_summary = con.execute(_GAP_SUMMARY_SQL).df()
         shown = listing.assign(first=listing["first"].astype(str), last=listing["last"].astype(str))
+        # health: what the stored verdicts say about the last HEALTH_DAYS closed days of every series
+        last = latest_closed_day()
+        days = [last - timedelta(days=n) for n in range(HEALTH_DAYS)]
+        health_rows = [
+            health(root, venue, key, [d for d in days if d >= cfg.start_date])
+            for venue, cfg in settings.venues.items()
+            for key in cfg.symbol_keys
+        ]
+        held_back = sum(r["days_held_back"] for r in health_rows)
+        warnings = sum(r["check_warnings"] for r in health_rows)
         return MaterializeResult(
             metadata=to_metadata(
                 {
+                    "health": f"last {HEALTH_DAYS} days: {held_back} days held back, {warnings} check warnings",
+                    "days_held_back": held_back,
+                    "check_warnings": warnings,
+                    "health_by_series": table(list(health_rows[0]), [list(r.values()) for r in health_rows])
+                    if health_rows
+                    else "no candle series configured",
                     "series": len(listing),
                     "rows": int(listing["rows"].sum()) if len(listing) else 0,
                     "inventory": frame_table(shown) if len(shown) else "no served data yet",

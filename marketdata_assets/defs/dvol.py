@@ -41,7 +41,7 @@ def build_dvol_served_assets(settings: LoadedSettings):  # noqa: ANN201 - Assets
                 partitions_def=partitions,
                 group_name="served",
                 kinds={"parquet"},
-                description=f"{descriptions[timeframe]} At dvol/timeframe={timeframe}/currency=*/.",
+                description=f"{descriptions[timeframe]} At `dvol/timeframe={timeframe}/currency=*/`.",
             )
             for timeframe, key in keys.items()
         ],

@@ -48,7 +48,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
         description=(
             f"Closed 1-minute OHLCV candles of one UTC day from {venue} spot, exactly as the venue "
             "returned them (page-boundary duplicates kept and counted), one Parquet file per "
-            f"partition under raw/ohlcv_1m/exchange={venue}/."
+            f"partition under `raw/ohlcv_1m/exchange={venue}/`."
         ),
     )
     def raw_candles(
@@ -91,7 +91,7 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
         description=(
             "Deribit DVOL (30-day implied volatility index) points of one UTC day, at 1-minute "
             f"resolution for the last {cfg.minute_history_days} days and hourly before that, "
-            "one Parquet file per partition under raw/dvol/."
+            "one Parquet file per partition under `raw/dvol/`."
         ),
     )
     def dvol_raw(
@@ -160,7 +160,7 @@ def outcome_metadata(outcome: PartitionOutcome) -> dict[str, Any]:
     }
     if outcome.resolution_s is not None:
         metadata["resolution_seconds"] = outcome.resolution_s
-    if outcome.venue != "deribit":
+    if outcome.venue != DVOL_VENUE:
         metadata["revised_candles"] = outcome.revised_candles
         metadata["added_candles"] = outcome.added_candles
         metadata["rejected_candles"] = outcome.rejected_candles

@@ -48,7 +48,7 @@ def build_instruments_asset(settings: LoadedSettings, venue: str) -> AssetsDefin
         pool=f"venue_{venue}",
         description=(
             f"Spot instruments {venue} lists (tick size, amount step, minimum order, status, listing "
-            f"date where exposed), one Parquet file under reference/instruments/exchange={venue}/. "
+            f"date where exposed), one Parquet file under `reference/instruments/exchange={venue}/`. "
             "Fails when a configured symbol is unknown or delisted; halted symbols only warn."
         ),
     )

@@ -42,7 +42,7 @@ def build_resampled_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
                 description=(
                     f"{timeframe} candles of {venue} resampled from validated 1m (left-closed, "
                     "left-labelled UTC bins; n_minutes / expected_minutes / complete mark bins with "
-                    f"missing minutes), at candles/timeframe={timeframe}/exchange={venue}/."
+                    f"missing minutes), at `candles/timeframe={timeframe}/exchange={venue}/`."
                 ),
             )
             for timeframe, key in keys.items()

@@ -44,9 +44,9 @@ def build_validated_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
                 kinds={"parquet", "pandera"},
                 description=(
                     f"Validated 1-minute candles from {venue}: deduplicated (last fetch wins), sorted, "
-                    "only rows passing the ValidatedCandles schema. Served at "
-                    f"candles/timeframe=1m/exchange={venue}/symbol=*/month=*/data.parquet; failing rows are "
-                    f"kept with their reason under quarantine/ohlcv_1m/exchange={venue}/."
+                    "only rows passing the ValidatedCandles schema; each day's verdict beside it. Served at "
+                    f"`candles/timeframe=1m/exchange={venue}/symbol=*/month=*/data.parquet`; failing rows "
+                    f"are kept with their reason under `quarantine/ohlcv_1m/exchange={venue}/`."
                 ),
             ),
             AssetSpec(
@@ -57,8 +57,8 @@ def build_validated_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
                 kinds={"parquet"},
                 description=(
                     f"Gap table of {venue}: every run of minutes without a real trade, with its kind "
-                    "(no_trades: short omitted run; filler: Binance zero-volume filler rows; outage: "
-                    f"a long run without candles), under gaps/exchange={venue}/."
+                    "(no_trades: minutes without a trade; filler: Binance zero-volume filler rows; outage: "
+                    f"a long stretch in which the venue served nothing), under `gaps/exchange={venue}/`."
                 ),
             ),
         ],

@@ -265,3 +265,28 @@ def read_day_verdict(root: StorageRoot, venue: str, symbol_key: str, day: date) 
         return DayVerdict.from_json(data)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def health(root: StorageRoot, venue: str, symbol_key: str, days: Iterable[date]) -> dict[str, Any]:
+    """What the stored verdicts say about ``days`` of one series: how many were validated, how many are
+    held back (a blocking check fails) and how many carry warnings (completeness, continuity), naming
+    the days held back."""
+    validated = held_back = warnings = 0
+    held: list[str] = []
+    for day in days:
+        verdict = read_day_verdict(root, venue, symbol_key, day)
+        if verdict is None:
+            continue
+        validated += 1
+        if not verdict.usable:
+            held_back += 1
+            held.append(day.isoformat())
+        warnings += sum(1 for o in verdict.checks.values() if not o.passed and not o.blocks)
+    return {
+        "exchange": venue,
+        "symbol": symbol_key,
+        "days_validated": validated,
+        "days_held_back": held_back,
+        "check_warnings": warnings,
+        "held_back_days": ", ".join(held[:10]) or "-",
+    }
