@@ -60,7 +60,9 @@ def test_stock_ccxt_loads_markets_and_fetches_ohlcv(
 
 def test_stock_binance_with_all_options_loaded(make_simulator: MakeSimulator, ccxt_lib: ModuleType) -> None:
     server = make_simulator()
-    exchange = stock_client(ccxt_lib, server, "binance", options={"loadAllOptions": True})
+    # ccxt reads the flag under fetchMarkets (4.5.90) or at the top level (older 4.5 releases)
+    options = {"loadAllOptions": True, "fetchMarkets": {"loadAllOptions": True}}
+    exchange = stock_client(ccxt_lib, server, "binance", options=options)
     assert set(exchange.load_markets()) == SPOT
     assert exchange.fetch_time() > 0
     endpoints = assert_all_answered(server, "binance")
