@@ -115,3 +115,64 @@ def test_progress_bar_and_summary_table() -> None:
     table = summary_table([RunResult(run, "abcdef0123", False, "x", [ok, bad])]).splitlines()
     assert table[0].split()[:5] == ["venue", "symbol", "days", "ok", "failed"]
     assert table[2].split()[:6] == ["binance", "BTC/USDT", "2", "1", "1", "1,440"]
+
+
+def test_a_long_range_is_split_into_runs_of_at_most_31_days_chunk_by_chunk(settings) -> None:
+    now = datetime(2024, 12, 1, 12, tzinfo=UTC)
+    runs = plan_backfill(
+        settings,
+        venues=["okx"],
+        symbols=["BTC/USDT", "ETH/USDT"],
+        start=date(2024, 1, 1),
+        end=date(2024, 3, 10),
+        now=now,
+    )
+    assert [(r.instrument, r.start, r.end) for r in runs] == [
+        ("BTC/USDT", date(2024, 1, 1), date(2024, 1, 31)),
+        ("ETH/USDT", date(2024, 1, 1), date(2024, 1, 31)),
+        ("BTC/USDT", date(2024, 2, 1), date(2024, 3, 2)),
+        ("ETH/USDT", date(2024, 2, 1), date(2024, 3, 2)),
+        ("BTC/USDT", date(2024, 3, 3), date(2024, 3, 10)),
+        ("ETH/USDT", date(2024, 3, 3), date(2024, 3, 10)),
+    ]
+    assert sum(r.days for r in runs) == 2 * 70
+    # twenty years of one symbol: the first run is a month, so fetching starts at once
+    years = plan_backfill(
+        settings,
+        venues=["binance"],
+        symbols=["BTC/USDT"],
+        start=date(2024, 1, 1),
+        end=date(2024, 11, 30),
+        now=now,
+        max_days_per_run=7,
+    )
+    assert years[0].days == 7 and max(r.days for r in years) == 7 and sum(r.days for r in years) == 335
+
+
+def test_the_summary_has_one_row_per_venue_and_symbol_over_its_runs() -> None:
+    from marketdata_assets.cli.backfill import PlannedRun, RunResult
+
+    outcome = PartitionOutcome("okx", "BTC/USDT", date(2024, 1, 1), True, rows=1440, requests=3)
+    first = PlannedRun("okx", ("okx", "ohlcv_1m_raw"), "BTC/USDT", date(2024, 1, 1), date(2024, 1, 31))
+    second = PlannedRun("okx", ("okx", "ohlcv_1m_raw"), "BTC/USDT", date(2024, 2, 1), date(2024, 2, 2))
+    table = summary_table(
+        [
+            RunResult(first, "aaaaaaaa1", True, None, [outcome] * 31),
+            RunResult(second, "bbbbbbbb2", True, None, [outcome] * 2),
+        ]
+    ).splitlines()
+    assert len(table) == 3
+    assert table[2].split() == [
+        "okx",
+        "BTC/USDT",
+        "33",
+        "33",
+        "0",
+        "47,520",
+        "0",
+        "0",
+        "99",
+        "0",
+        "2",
+        "runs",
+    ]

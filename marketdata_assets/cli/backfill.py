@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from marketdata_assets.frames import symbol_key
@@ -38,6 +38,7 @@ JOB_RECONSTRUCTOR_MODULE = "marketdata_assets.cli.backfill"
 
 
 LAYERS = ("served", "raw")
+MAX_DAYS_PER_RUN = 31
 
 
 class BackfillError(ValueError):
@@ -129,12 +130,20 @@ def plan_backfill(
     end: date | None = None,
     now: datetime | None = None,
     layers: str = "served",
+    max_days_per_run: int = MAX_DAYS_PER_RUN,
 ) -> list[PlannedRun]:
     """The runs for ``venues`` x ``symbols`` x ``[start, end]`` (all configured ones by default).
 
     ``layers="served"`` (default): each run fetches the raw days and computes everything downstream
     (validated 1m, gaps, 5m..1d; DVOL 1m/1h) with their checks. ``"raw"``: fetch only.
+
+    A range longer than ``max_days_per_run`` is split into consecutive runs of at most that many days
+    (Dagster's advice: tens of partitions per run), ordered chunk by chunk across the instruments: a
+    run of years starts fetching at once and shows progress, instead of planning every partition of
+    one giant run first.
     """
+    if max_days_per_run < 1:
+        raise BackfillError(f"max_days_per_run must be at least 1, got {max_days_per_run}")
     from marketdata_assets.defs.dvol import DVOL_TIMEFRAMES, dvol_key
     from marketdata_assets.defs.raw import DVOL_RAW_KEY, raw_candles_key
     from marketdata_assets.defs.resampled import resampled_key
@@ -192,7 +201,11 @@ def plan_backfill(
             keys = [validated_candles_key(venue), gaps_key(venue)]
             keys += [resampled_key(venue, tf) for tf in TIMEFRAMES]
             downstream = tuple(tuple(k.path) for k in keys)
-        runs += [PlannedRun(venue, tuple(path), inst, start, end, downstream) for inst in instruments]
+        runs += [
+            PlannedRun(venue, tuple(path), inst, first, last, downstream)
+            for first, last in day_chunks(start, end, max_days_per_run)
+            for inst in instruments
+        ]
     if wanted is not None and wanted - matched:
         configured = sorted({s for v in settings.venues.values() for s in v.symbols})
         raise BackfillError(
@@ -202,6 +215,17 @@ def plan_backfill(
     if not runs:
         raise BackfillError("nothing to backfill for that selection")
     return runs
+
+
+def day_chunks(start: date, end: date, days: int) -> list[tuple[date, date]]:
+    """``[start, end]`` (inclusive) as consecutive ranges of at most ``days`` days."""
+    chunks = []
+    first = start
+    while first <= end:
+        last = min(end, first + timedelta(days=days - 1))
+        chunks.append((first, last))
+        first = last + timedelta(days=1)
+    return chunks
 
 
 def execute_runs(

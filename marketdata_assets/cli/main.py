@@ -138,7 +138,7 @@ def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     total = sum(r.days for r in runs)
     print(
         f"Backfilling {total} partitions in {len(runs)} runs ({settings.environment} settings, "
-        f"{runs[0].start} .. {runs[0].end}) into {settings.storage_root}",
+        f"{min(r.start for r in runs)} .. {max(r.end for r in runs)}) into {settings.storage_root}",
         file=out,
     )
     print(f"Dagster instance: {os.environ['DAGSTER_HOME']}", file=out)
@@ -267,23 +267,29 @@ def summary_table(results) -> str:  # noqa: ANN001 - Sequence[RunResult]
         "retries",
         "run",
     )
-    rows = []
+    # one row per venue x instrument: a long range runs as several runs (chunks of days)
+    grouped: dict[tuple[str, str], list] = {}
     for result in results:
-        outs = result.outcomes
+        grouped.setdefault((result.run.venue, result.run.instrument), []).append(result)
+    rows = []
+    for (venue, instrument), group in grouped.items():
+        outs = [o for r in group for o in r.outcomes]
         ok = [o for o in outs if o.ok]
+        days = sum(r.run.days for r in group)
+        run_ids = [(r.run_id or "-")[:8] for r in group]
         rows.append(
             (
-                result.run.venue,
-                result.run.instrument,
-                str(result.run.days),
+                venue,
+                instrument,
+                str(days),
                 str(len(ok)),
-                str(result.run.days - len(ok)),
+                str(days - len(ok)),
                 f"{sum(o.rows for o in outs):,}",
                 f"{sum(o.missing_minutes for o in ok):,}",
                 str(sum(o.duplicates for o in outs)),
                 str(sum(o.requests for o in outs)),
                 str(sum(o.retries for o in outs)),
-                (result.run_id or "-")[:8],
+                run_ids[0] if len(run_ids) == 1 else f"{len(run_ids)} runs",
             )
         )
     from tabulate import tabulate
