@@ -119,7 +119,10 @@ def test_nightly_schedules_request_yesterday_for_every_symbol_one_run_per_venue(
     repo = defs.get_repository_def()
     nightly = [s for s in repo.schedule_defs if s.name.startswith("nightly_")]
     assert sorted(s.name for s in nightly) == ["nightly_binance", "nightly_bybit", "nightly_deribit"]
-    assert {s.name for s in repo.schedule_defs} - {s.name for s in nightly} == {"freshness_checks_schedule"}
+    assert {s.name for s in repo.schedule_defs} - {s.name for s in nightly} == {
+        "freshness_checks_schedule",
+        "daily_instruments",
+    }
     requests = {}
     with instance_for_test() as instance:
         for schedule in nightly:
@@ -169,7 +172,8 @@ def test_gap_sensor_requests_missing_failed_and_outage_days_but_nothing_in_fligh
     d1, d2, d3, d4 = (TODAY - timedelta(days=n) for n in (4, 3, 2, 1))
     settings = automation_settings(tmp_path, simulator, automation="max_runs_in_flight_per_venue: 3\n")
     defs = build_definitions(settings)
-    simulator.add_outage("binance", day_ms(d2, 3), day_ms(d2, 6), symbol="BTC/USDT")
+    # the venue served nothing for 3 hours (every symbol silent): an outage, corroborated across symbols
+    simulator.add_outage("binance", day_ms(d2, 3), day_ms(d2, 6))
     fault = simulator.add_fault("bybit:http:status=503,symbol=ETH/USDT,endpoint=kline")
     with instance_for_test() as instance:
         assert refresh(defs, instance, "binance", range_tags(d1, d3))  # d4 never fetched
@@ -190,17 +194,17 @@ def test_gap_sensor_requests_missing_failed_and_outage_days_but_nothing_in_fligh
         assert requested(first) == sorted(
             [
                 ("refresh_binance", f"{d4}|BTCUSDT", f"{d4}|BTCUSDT", "missing=1"),  # not ETH: running
-                ("refresh_binance", f"{d2}|BTCUSDT", f"{d2}|BTCUSDT", "outage=1"),
+                ("refresh_binance", f"{d2}|BTCUSDT", f"{d2}|ETHUSDT", "outage=2"),
                 ("refresh_bybit", f"{d1}|BTCUSDT", f"{d4}|ETHUSDT", "failed=8"),  # one run, both symbols
             ]
         )
         assert all(r.tags["marketdata/launched_by"] == "sensor gap_backfill" for r in first.run_requests)
         cursor = json.loads(first.cursor)["days"]
-        assert cursor[f"binance|BTCUSDT|{d2}"]["reason"] == "outage" and len(cursor) == 10
+        assert cursor[f"binance|BTCUSDT|{d2}"]["reason"] == "outage" and len(cursor) == 11
 
         # the same tick again: everything just requested is backing off
         again = tick(defs, instance, cursor=first.cursor)
-        assert again.run_requests == [] and "10 day(s) backing off" in again.skip_message
+        assert again.run_requests == [] and "11 day(s) backing off" in again.skip_message
 
         # with the requested runs launching, a sensor with no memory (cursor reset) requests nothing twice
         for request in first.run_requests:
@@ -213,7 +217,7 @@ def test_gap_sensor_requests_missing_failed_and_outage_days_but_nothing_in_fligh
             )
         fresh = tick(defs, instance, cursor=None)
         assert fresh.run_requests == [], fresh.skip_message
-        assert "11 day(s) already queued or running" in fresh.skip_message
+        assert "12 day(s) already queued or running" in fresh.skip_message
 
         # once the runs have ended (here: the bybit one ran and healed), only what still needs work remains
         for run in instance.get_runs():
@@ -225,13 +229,14 @@ def test_gap_sensor_requests_missing_failed_and_outage_days_but_nothing_in_fligh
         assert requested(later) == sorted(
             [
                 ("refresh_binance", f"{d4}|BTCUSDT", f"{d4}|ETHUSDT", "missing=2"),  # ETH no longer running
-                ("refresh_binance", f"{d2}|BTCUSDT", f"{d2}|BTCUSDT", "outage=1"),
+                ("refresh_binance", f"{d2}|BTCUSDT", f"{d2}|ETHUSDT", "outage=2"),
             ]
         )
         assert json.loads(later.cursor)["days"].keys() == {
             f"binance|BTCUSDT|{d4}",
             f"binance|ETHUSDT|{d4}",
             f"binance|BTCUSDT|{d2}",
+            f"binance|ETHUSDT|{d2}",
         }
 
 
@@ -247,7 +252,7 @@ def test_an_outage_that_stays_is_retried_with_backoff_then_given_up_visibly(
         automation="retry_base_minutes: 0.01\nmax_tries: 2\n",  # 0.6 s, then 1.2 s
     )
     defs = build_definitions(settings)
-    simulator.add_outage("binance", day_ms(day, 10), day_ms(day, 12), symbol="ETH/USDT")
+    simulator.add_outage("binance", day_ms(day, 10), day_ms(day, 12))  # the venue silent: an outage
     with instance_for_test() as instance:
         assert refresh(defs, instance, "binance", range_tags(day, day))
         cursor, tries, given_up = None, [], []
@@ -256,19 +261,22 @@ def test_an_outage_that_stays_is_retried_with_backoff_then_given_up_visibly(
             result = tick(defs, instance, cursor=cursor)
             cursor = result.cursor
             for request in result.run_requests:
-                assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == f"{day}|ETHUSDT"
+                assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == f"{day}|BTCUSDT"
+                assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == f"{day}|ETHUSDT"
                 tries.append(int(request.tags["marketdata/tries"]))
                 assert refresh(defs, instance, "binance", dict(request.tags))  # the outage is still there
             given_up = result.asset_events
             time.sleep(0.2)
         assert tries == [1, 2]
-        [event] = given_up
-        assert event.asset_key == AssetKey(["binance", "ohlcv_1m_raw"])
-        assert event.partition == f"{day}|ETHUSDT"
-        assert event.metadata["automation"].value == "still missing after 2 tries (outage)"
+        assert {e.partition for e in given_up} == {f"{day}|BTCUSDT", f"{day}|ETHUSDT"}
+        for event in given_up:
+            assert event.asset_key == AssetKey(["binance", "ohlcv_1m_raw"])
+            assert event.metadata["automation"].value == "still missing after 2 tries (outage)"
         final = tick(defs, instance, cursor=cursor)
         assert final.run_requests == [] and final.asset_events == []
-        assert f"still missing after 2 tries: binance ETHUSDT {day}" in final.skip_message
+        assert (
+            f"still missing after 2 tries: binance BTCUSDT {day}, binance ETHUSDT {day}" in final.skip_message
+        )
 
 
 def test_missing_history_of_a_new_symbol_or_earlier_start_is_backfilled_in_the_configured_order(
