@@ -62,37 +62,31 @@ class VenuesResource(ConfigurableResource):
             raise KeyError(f"venue {venue!r} is not configured; configured: {', '.join(self.venues)}")
         return self.venues[venue]
 
+    def client_options(self, venue: str) -> dict[str, Any]:
+        """The keyword arguments every client of ``venue`` gets: pacing, timeout, retries, shared budget."""
+        access = self.access(venue)
+        return {
+            "rate_limit_ms": access.rate_limit_ms,
+            "timeout_ms": access.timeout_ms,
+            "max_retries": access.max_retries,
+            "shared_limiter": self.shared_limiter(venue),
+        }
+
     def source(self, venue: str) -> Any:
         """A fresh day source for ``venue`` (close it after use); see :mod:`marketdata_assets.venues`."""
         from marketdata_assets.venues.registry import get_source
 
         access = self.access(venue)
-        extra: dict[str, Any] = {}
-        if access.minute_history_days is not None:
-            extra["minute_history_days"] = access.minute_history_days
-        return get_source(
-            venue,
-            access.base_url,
-            rate_limit_ms=access.rate_limit_ms,
-            timeout_ms=access.timeout_ms,
-            max_retries=access.max_retries,
-            shared_limiter=self.shared_limiter(venue),
-            **extra,
+        extra = (
+            {} if access.minute_history_days is None else {"minute_history_days": access.minute_history_days}
         )
+        return get_source(venue, access.base_url, **self.client_options(venue), **extra)
 
     def load_instruments(self, venue: str) -> Any:
         """The venue's listed spot instruments (one ``load_markets`` request, same limits as candles)."""
         from marketdata_assets.venues.instruments import load_instruments
 
-        access = self.access(venue)
-        return load_instruments(
-            venue,
-            access.base_url,
-            timeout_ms=access.timeout_ms,
-            rate_limit_ms=access.rate_limit_ms,
-            max_retries=access.max_retries,
-            shared_limiter=self.shared_limiter(venue),
-        )
+        return load_instruments(venue, self.access(venue).base_url, **self.client_options(venue))
 
     def shared_limiter(self, venue: str) -> Any:
         """The machine-wide budget of ``venue`` (False when disabled)."""
