@@ -55,7 +55,7 @@ def test_backfill_records_runs_in_postgres_writes_s3_and_reads_back(
         "SELECT r.status, count(*) FROM runs r JOIN run_tags t ON t.run_id = r.run_id "
         "WHERE t.key = 'marketdata/launched_by' AND t.value = 'marketdata backfill' GROUP BY r.status"
     )
-    assert dict(rows) == {"SUCCESS": 3}, rows  # binance BTC, deribit BTC, the catalog
+    assert dict(rows) == {"SUCCESS": 4}, rows  # binance BTC, deribit BTC, the instruments, the catalog
     # the Parquet is in the bucket, raw through served
     prefix = uri.removeprefix(f"s3://{moto.bucket}/")
     keys = moto.keys(prefix)
