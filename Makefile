@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test test-core lint format dev sim demo demo-ui live bench up down
+.PHONY: help install test test-core faults lint format dev sim demo demo-ui live bench up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ test: install  ## run the whole test suite (the CI command)
 test-core: install  ## only the fast tests of the core (no Dagster runs, no Postgres, no S3)
 	$(PY) pytest -m "not integration"
 
+faults: install  ## the fault matrix: every test that proves a fault case (docs/RELIABILITY.md), ~5 min
+	$(PY) pytest -m faults
+
 lint: install  ## ruff lint + format check
 	$(PY) ruff check .
 	$(PY) ruff format --check .
@@ -34,7 +37,7 @@ format: install  ## apply ruff fixes and formatting
 	$(PY) ruff format .
 
 dev: install  ## Dagster UI + daemon against the configured (default: real) exchanges
-	$(PY) dagster dev -w workspace.yaml
+	$(PY) dagster dev -w workspace.yaml -h 127.0.0.1
 
 sim: install  ## the exchange simulator in the foreground on 127.0.0.1:8900
 	$(PY) marketdata-sim --host 127.0.0.1 --port 8900

@@ -25,6 +25,7 @@ import pytest
 
 from marketdata_assets.simulator import SimulatorConfig, SimulatorServer
 from marketdata_assets.venues.limiter import STATE_DIR_ENV
+from marketdata_assets_tests.faults import FAULT_TESTS, T
 
 # Folders whose tests run real Dagster runs, a Postgres instance or an S3 server: the integration tests.
 # Everything else tests the core directly (no Dagster) and runs in seconds: `make test-core`.
@@ -34,6 +35,8 @@ INTEGRATION_FOLDERS = ("dagster", "deploy", "objectstore")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
+        if item.nodeid.split("[", 1)[0].removeprefix(T) in FAULT_TESTS:
+            item.add_marker(pytest.mark.faults)  # the fault matrix: marketdata_assets_tests/faults.py
         parts = Path(str(item.fspath)).relative_to(here).parts
         if parts[0] in INTEGRATION_FOLDERS or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.integration)

@@ -34,6 +34,16 @@ def resample_days(
     policy: CheckPolicy = DEFAULT_POLICY,
 ) -> list[DayOutcome]:
     """Resample and store every timeframe of each day; one outcome per day (numbers per timeframe)."""
+    from marketdata_assets.storage.raw import series_lock
+
+    # the minutes read and the bins written from them belong together (see storage.raw.series_lock)
+    with series_lock(root, venue, symbol_key):
+        return _resample_days(root, venue, symbol_key, days, policy)
+
+
+def _resample_days(
+    root: StorageRoot, venue: str, symbol_key: str, days: Sequence[date], policy: CheckPolicy
+) -> list[DayOutcome]:
     from marketdata_assets.storage.served import read_gaps, read_served_candles, write_served_days
     from marketdata_assets.transform.resample import TIMEFRAMES, resample_all
 

@@ -201,6 +201,22 @@ def validate_days(
     A day whose raw file is missing or cannot be read as candles fails (named in its outcome); the other
     days are still validated and written.
     """
+    from marketdata_assets.storage.raw import series_lock
+
+    # the raw days read and the served days written from them belong together: a concurrent run of the
+    # same series must not write between the read and the write (see storage.raw.series_lock)
+    with series_lock(root, venue, symbol_key):
+        return _validate_days(root, venue, symbol_key, days, policy, activity)
+
+
+def _validate_days(
+    root: StorageRoot,
+    venue: str,
+    symbol_key: str,
+    days: Iterable[date],
+    policy: CheckPolicy,
+    activity: VenueActivity | None,
+) -> list[DayOutcome]:
     from marketdata_assets.quality.clean import FrameContractError
     from marketdata_assets.storage.raw import (
         clear_quarantine_candles,

@@ -14,6 +14,7 @@ a day again replaces its file atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 
@@ -132,6 +133,18 @@ def write_raw_candles(
 
 def read_raw_candles(root: StorageRoot, exchange: str, symbol_key: str, day: date) -> pd.DataFrame:
     return read_day_file(root, RAW_CANDLES, _candle_keys(exchange, symbol_key), day)
+
+
+def series_lock(root: StorageRoot, exchange: str, symbol_key: str) -> AbstractContextManager[None]:
+    """The lock of one candle series (venue x symbol) across its layers.
+
+    Held by each pipeline step that reads one layer of the series and writes another from it (storing a
+    re-fetch over the raw day, validating raw into served 1m, resampling 1m into 5m..1d), so two runs of
+    the same partitions at once serialise: the second reads what the first wrote instead of both reading
+    the same old state and the last writer dropping the other's rows. Taken before any month lock, never
+    inside one (no cycle). Same mechanism as the month locks (:meth:`StorageRoot.lock`).
+    """
+    return root.lock("series", *key_segments(_candle_keys(exchange, symbol_key), ("exchange", "symbol")))
 
 
 def raw_candle_days(root: StorageRoot, exchange: str, symbol_key: str) -> list[date]:

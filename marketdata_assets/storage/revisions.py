@@ -32,6 +32,7 @@ from marketdata_assets.storage.raw import (
     list_days,
     read_day_file,
     read_raw_candles,
+    series_lock,
     write_day_file,
     write_raw_candles,
 )
@@ -78,7 +79,20 @@ def store_raw_candles(
 ) -> RawWrite:
     """Write a fetched day; if one is stored already, merge (valid new values win, nothing stored is
     lost), quarantine the re-fetched rows that fail validation and log a revision row when candles were
-    revised or added."""
+    revised or added. Under the series lock: two runs storing the same day at once keep both fetches."""
+    with series_lock(root, exchange, symbol_key):
+        return _store_raw_candles(root, exchange, symbol_key, day, fetched, now=now)
+
+
+def _store_raw_candles(
+    root: StorageRoot,
+    exchange: str,
+    symbol_key: str,
+    day: date,
+    fetched: pd.DataFrame,
+    *,
+    now: pd.Timestamp | None,
+) -> RawWrite:
     try:
         stored = read_raw_candles(root, exchange, symbol_key, day)
     except FileNotFoundError:

@@ -94,3 +94,66 @@ def test_readers_never_fail_while_months_are_rewritten(tmp_path: Path) -> None:
     print(f"reads: {dict(reads)}, failures: {sum(failures.values())}")
     assert all(reads[kind] >= 5 for kind in ("duckdb", "available", "pandas")), reads
     assert not failures, f"{sum(failures.values())} failed reads ({dict(reads)} succeeded): {dict(failures)}"
+
+
+READERS = 8
+READS_PER_READER = 15
+
+
+def test_eight_concurrent_client_readers_during_rewrites_all_get_whole_months(tmp_path: Path) -> None:
+    """8 readers at once (each its own client, kinds mixed), while the month is rewritten: every read
+    returns all rows of both series, none fails, none waits on the writer's lock."""
+    root = StorageRoot.from_uri(tmp_path / "data")
+    write_served_days(root, "1m", "binance", "BTCUSDT", _days(100.0, DAYS))
+    write_served_days(root, "1m", "okx", "BTCUSDT", _days(100.0, DAYS))
+    done = threading.Event()
+    deadline = time.monotonic() + DEADLINE_S
+    failures: Counter[str] = Counter()
+    reads: Counter[int] = Counter()
+
+    def writer() -> None:
+        try:
+            for i in range(REWRITES):
+                if done.is_set() or time.monotonic() > deadline:
+                    break
+                write_served_days(root, "1m", "binance", "BTCUSDT", _days(100.0 + i, DAYS))
+        finally:
+            done.set()
+
+    def reader(n: int) -> None:
+        client = MarketDataClient(root=str(tmp_path / "data"))
+        for _ in range(READS_PER_READER):
+            if time.monotonic() > deadline:
+                break
+            try:
+                if n % 3 == 0:
+                    con = client.duckdb()
+                    try:
+                        rows = con.sql("SELECT count(*) FROM candles WHERE exchange = 'binance'").fetchall()[
+                            0
+                        ][0]
+                    finally:
+                        con.close()
+                    assert rows == 1440 * 6
+                elif n % 3 == 1:
+                    frame = client.get_historical_data(
+                        "BTC/USDT", "binance", "1m", "2024-03-01", "2024-03-07"
+                    )
+                    assert len(frame) == 1440 * 6 and frame.index.is_unique
+                else:
+                    assert list(client.available()["rows"]) == [1440 * 6, 1440 * 6]
+                reads[n] += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                failures[f"reader {n}: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+
+    write_thread = threading.Thread(target=writer)
+    readers = [threading.Thread(target=reader, args=(n,)) for n in range(READERS)]
+    write_thread.start()
+    for thread in readers:
+        thread.start()
+    for thread in readers:
+        thread.join()
+    done.set()
+    write_thread.join()
+    assert not failures, f"{sum(failures.values())} failed reads: {dict(failures)}"
+    assert sorted(reads) == list(range(READERS)) and sum(reads.values()) >= READERS * 5, reads
