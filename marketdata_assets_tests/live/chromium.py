@@ -147,10 +147,17 @@ class Chromium:
         return result["result"].get("value")
 
     def wait_for(self, session: str, expression: str, timeout_s: float = 20) -> Any:
-        """Evaluate ``expression`` until it is truthy; its value."""
+        """Evaluate ``expression`` until it is truthy; its value. An exception counts as not yet (the
+        page may still be navigating: about:blank first, then the page's context)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            value = self.evaluate(session, expression)
+            try:
+                value = self.evaluate(session, expression)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
             if value:
                 return value
             if time.monotonic() > deadline:
