@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--config", help="settings file (default: config/$MARKETDATA_ENV.yaml)")
     serve.add_argument("--host", help="listen address (default: live.host)")
     serve.add_argument("--port", type=int, help="port (default: live.port; 0 = any free port)")
+    serve.add_argument("--redis-url", help="publish events to Redis Streams there (overrides live.events)")
     serve.set_defaults(handler=serve_command)
 
     rep = sub.add_parser("replay", help="publish served history as the live service's new-candle events")
@@ -85,7 +86,7 @@ def serve_command(args: argparse.Namespace) -> int:
     live = settings.live
     host = args.host or live.host
     port = live.port if args.port is None else args.port
-    service = build_service(settings)
+    service = build_service(settings, redis_url=getattr(args, "redis_url", None))
     print(f"Filling buffers for {len(service.series)} series ...", flush=True)
     server = LiveServer(service, host=host, port=port).start()
     for venue, health in service.health.items():
