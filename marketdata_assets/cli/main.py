@@ -37,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.handler(args)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``marketdata`` parser (deployment tests check compose commands with it)."""
+    return _parser()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marketdata", description="marketdata_assets command line")
     sub = parser.add_subparsers(dest="command")

@@ -18,15 +18,18 @@ from typing import Any
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
+from starlette.staticfiles import StaticFiles
 
 from marketdata_assets.live.buffers import LIVE_TIMEFRAMES, Candle, bin_ms, candles_frame
 from marketdata_assets.live.events import CandleEvent, series_name
 from marketdata_assets.live.service import LiveService
 
 API = "/api/v1"
+STATIC_PACKAGE = ("marketdata_assets.live", "static")
+"""The chart page and its JavaScript (ours + the vendored Lightweight Charts), package data."""
 FORMATS = {"json": "application/json", "csv": "text/csv", "arrow": "application/vnd.apache.arrow.stream"}
 KEEPALIVE_S = 15.0
 MAX_SERIES_PER_STREAM = 64
@@ -239,8 +242,13 @@ def build_app(service: LiveService) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(schemas.get_schema(routes=request.app.routes))
 
+    async def index(request: Request) -> Response:
+        return HTMLResponse(_static_text("index.html"), headers={"Cache-Control": "no-cache"})
+
     base = f"{API}/market-data/{{exchange}}/{{symbol}}"
     routes = [
+        Route("/", guarded("index", index), methods=["GET"], include_in_schema=False),
+        Mount("/static", StaticFiles(packages=[STATIC_PACKAGE]), name="static"),
         Route(f"{base}/buffer/{{timeframe}}", guarded("buffer", buffer), methods=["GET"]),
         Route(f"{base}/history", guarded("history", history), methods=["GET"]),
         Route(f"{API}/market-data/available", guarded("available", available), methods=["GET"]),
@@ -252,6 +260,12 @@ def build_app(service: LiveService) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.service = service
     return app
+
+
+def _static_text(name: str) -> str:
+    from importlib.resources import files
+
+    return files(STATIC_PACKAGE[0]).joinpath(STATIC_PACKAGE[1], name).read_text(encoding="utf-8")
 
 
 # -- checking what callers send -------------------------------------------------------------------

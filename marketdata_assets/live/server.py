@@ -28,6 +28,7 @@ def build_service(
     clock: Clock = time.time,
     root: Any = None,
     stream_prefix: str | None = None,
+    redis_url: str | None = None,
 ) -> LiveService:
     """A :class:`LiveService` as ``settings`` (a ``LoadedSettings``) say: the ``live:`` block's series,
     each venue's source with its base URL, pacing, timeout and shared budget, the served root, and a
@@ -57,9 +58,9 @@ def build_service(
             clock=clock,
         )
     redis = None
-    if live.events.backend == "redis":
+    if live.events.backend == "redis" or redis_url:
         redis = RedisStreamPublisher(
-            live.events.redis_url,
+            redis_url or live.events.redis_url,
             prefix=stream_prefix or live.events.stream_prefix,
             maxlen=live.events.stream_maxlen,
         )

@@ -49,7 +49,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 LOCAL_ENV = dotenv(REPO / ".env.example")
 COMPOSE = load_compose(environ=LOCAL_ENV)
 SECRETS = {"DAGSTER_PG_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-BIND_VARIABLES = {"DAGSTER_UI_BIND", "MINIO_BIND"}
+BIND_VARIABLES = {"DAGSTER_UI_BIND", "MINIO_BIND", "LIVE_BIND"}
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 APP_IMAGE = "Dockerfile"
 # Where the Dockerfile puts things (checked below against its WORKDIR / ENV / COPY lines).
@@ -86,10 +86,18 @@ def dockerfile_env() -> dict[str, str]:
 
 
 def test_the_expected_services_exist() -> None:
-    assert {"postgres", "user_code", "webserver", "daemon", "minio", "createbucket", "simulator"} <= set(
-        SERVICES
-    )
-    assert {"user_code", "webserver", "daemon", "simulator"} <= set(app_services())
+    assert {
+        "postgres",
+        "user_code",
+        "webserver",
+        "daemon",
+        "minio",
+        "createbucket",
+        "simulator",
+        "live",
+        "redis",
+    } <= set(SERVICES)
+    assert {"user_code", "webserver", "daemon", "simulator", "live"} <= set(app_services())
     assert {"user_code", "webserver", "daemon"} == set(instance_services())
 
 
@@ -383,7 +391,7 @@ def test_every_published_port_binds_loopback_unless_told_otherwise() -> None:
     for env in (only_secrets, LOCAL_ENV):  # no .env bind settings at all, and the example .env
         services = load_compose(environ=env)["services"]
         published = {name: published_ports(svc) for name, svc in services.items() if svc.get("ports")}
-        assert {"webserver", "minio"} <= set(published)
+        assert {"webserver", "minio", "live"} <= set(published)
         for name, ports in published.items():
             for host_ip, host_port, _ in ports:
                 assert host_ip == "127.0.0.1", (
@@ -400,3 +408,20 @@ def test_every_published_port_binds_loopback_unless_told_otherwise() -> None:
             assert re.match(bind, str(entry)), (
                 f"service {name}: port {entry!r} must bind ${{..._BIND:-127.0.0.1}}"
             )
+
+
+def test_the_live_service_serves_on_its_published_port_with_events_to_the_redis_service() -> None:
+    from marketdata_assets.cli.main import build_parser
+
+    live = SERVICES["live"]
+    args = build_parser().parse_args(command_list(live)[1:])
+    assert args.handler.__name__ == "serve_command" and args.host == "0.0.0.0" and args.port == 8800
+    assert args.redis_url == "redis://redis:6379/0"
+    assert live["ports"] == ["127.0.0.1:8800:8800"]  # loopback unless LIVE_BIND says otherwise
+    assert live["depends_on"]["redis"]["condition"] == "service_healthy"
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["live"]["environment"]
+    for secret in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DAGSTER_PG_PASSWORD"):
+        assert raw[secret].startswith(f"${{{secret}:?"), f"live: {secret} must have no fallback"
+    redis = SERVICES["redis"]
+    assert "ports" not in redis  # only the compose network reaches it
+    assert redis["command"][0] == "redis-server" and "redis" in redis["healthcheck"]["test"][1]
