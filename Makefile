@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test test-core faults lint format dev sim demo demo-ui live bench up down
+.PHONY: help install test test-core faults lint format dev sim demo demo-ui ui-shots live bench up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ demo-ui: install  ## the Dagster UI over the demo's instance and data (after mak
 	DAGSTER_HOME=$(CURDIR)/data/demo/.dagster MARKETDATA_ENV=demo \
 	MARKETDATA_DEMO_START=$$(cat data/demo/.dagster/demo-start 2>/dev/null || echo 2024-01-01) \
 	$(PY) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+ui-shots: install  ## screenshots of the Dagster UI over the demo instance into docs/ui/ (after make demo; needs chromium)
+	@test -d data/demo/.dagster || { echo "data/demo/.dagster is missing: run make demo first"; exit 1; }
+	$(PY) python scripts/ui_shots.py
 
 up:  ## the team stack in Docker: Postgres, code server, daemon, UI on :3000, MinIO (README.md, Running for a team)
 	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker with the compose plugin"; exit 1; }
