@@ -375,8 +375,8 @@ def _completeness(
         "completeness",
         True,
         WARN,
-        f"no outage: {minutes['no_trades'] + minutes['filler']} minutes without trades, "
-        f"{MINUTES_PER_DAY - missing} of {MINUTES_PER_DAY} minutes present",
+        f"no outage: {minutes['no_trades']} minutes omitted and {minutes['filler']} filler minutes "
+        f"without trades, {MINUTES_PER_DAY - missing} of {MINUTES_PER_DAY} minutes present",
         metadata,
     )
 
