@@ -14,14 +14,14 @@ WORKDIR /opt/dagster/app
 
 # Dependencies first: this layer is rebuilt only when the lock changes, not when the code does.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --no-install-project --compile-bytecode
 
 # The project itself. uv installs it editable, so the package stays at /opt/dagster/app/marketdata_assets
 # and the settings find config/ next to it (MARKETDATA_ENV=<name> reads config/<name>.yaml).
 COPY README.md ./
 COPY marketdata_assets ./marketdata_assets
 COPY config ./config
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --compile-bytecode
 
 # The team instance (Postgres storage, queued runs, venue pools) and the compose workspace.
 ENV PATH="/opt/dagster/app/.venv/bin:$PATH" \

@@ -12,12 +12,15 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install:  ## bootstrap uv (via pip) if missing, then install the locked dependencies
+install:  ## bootstrap uv (via pip) if missing, then install the locked dependencies, compiled to bytecode
 	@if ! $(UV) --version >/dev/null 2>&1; then \
 		echo "uv not found: installing it with pip"; \
 		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv; \
 	fi
-	@$(UV) sync --frozen --quiet
+	@# --compile-bytecode: every process (a backfill, each test's run) would otherwise compile Dagster, ccxt
+	@# and pandas from source again where PYTHONDONTWRITEBYTECODE is set (as on our CI machines): half of a
+	@# one-day backfill's CPU (docs/BENCHMARKS.md). Only the first sync pays it (~40 s); later ones are instant.
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 test: install  ## run the whole test suite (the CI command)
 	$(PY) pytest

@@ -94,3 +94,9 @@ def run_tags(
 def latest_closed_day(now: datetime | None = None) -> date:
     """The UTC day that closed most recently before ``now`` (default: the current time)."""
     return ((now or datetime.now(UTC)).astimezone(UTC) - timedelta(days=1)).date()
+
+
+# Days of one series per run, for backfills from the terminal (cli/backfill.py) and from the UI (the
+# assets' BackfillPolicy.multi_run): tens of partitions per run, as Dagster recommends, so a long range
+# starts fetching at once and a failure costs at most a month.
+MAX_DAYS_PER_RUN = 31

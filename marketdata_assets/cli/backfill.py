@@ -2,8 +2,9 @@
 
 The runs are real Dagster runs of the code location's implicit asset job, recorded in the configured
 instance (``DAGSTER_HOME``), so they appear in the UI exactly like runs launched there. Planning
-follows the assets' ``BackfillPolicy.single_run()``: one run per venue x symbol (DVOL: x currency)
-covering the whole date range, the same batching a UI backfill gets.
+cuts the range the way the assets' backfill policy cuts a UI backfill (``BackfillPolicy.multi_run``, at
+most ``MAX_DAYS_PER_RUN`` partitions per run): runs of at most 31 days per venue x symbol (DVOL: x
+currency), month by month across the symbols.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from marketdata_assets.pipeline.ingest import PartitionOutcome
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.universe import (
     DVOL_VENUE,
+    MAX_DAYS_PER_RUN,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     latest_closed_day,
@@ -38,7 +40,6 @@ JOB_RECONSTRUCTOR_MODULE = "marketdata_assets.cli.backfill"
 
 
 LAYERS = ("served", "raw")
-MAX_DAYS_PER_RUN = 31
 
 
 class BackfillError(ValueError):

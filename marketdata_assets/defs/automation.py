@@ -3,7 +3,7 @@
 * ``refresh_<venue>`` jobs (``define_asset_job``): one venue's assets raw through served with their
   checks (``refresh_deribit``: DVOL raw -> 1m/1h). Each run covers a rectangle of days x instruments
   through the partition range tags (a multi-partition range selects every date *and* symbol between its
-  ends), and the assets' ``BackfillPolicy.single_run()`` lets one run process it all.
+  ends), and each asset's body processes the whole range in that one run.
 * ``nightly_<venue>`` schedules (``automation.nightly_cron``, UTC): yesterday, every instrument of the
   venue, one run per venue.
 * ``gap_backfill`` sensor: finds days that are missing, failed, or validated with an outage gap

@@ -8,15 +8,20 @@ Dagster 1.13) and behave like this, pinned by ``marketdata_assets_tests/dagster/
 
 * a run of **one partition** yields ordinary check results: a failing blocking check with ERROR
   severity makes Dagster skip everything downstream of the asset for that run;
-* a run over a **range** (backfills use ``BackfillPolicy.single_run``) would otherwise get a single
+* a run over a **range** (every backfill run covers one) would otherwise get a single
   evaluation without a partition, so the check logs one evaluation per partition (each targeting that
   partition's latest materialisation), visible per partition in the UI. Blocking per partition in such
   runs is enforced by the resampling step itself, which applies the same rules day by day.
 
-Severity: schema / duplicates / ohlc on the validated layer are ERROR and blocking; the raw and DVOL checks
-are never blocking (the validate and DVOL steps keep failing rows out on their own); on the raw layer
-they are WARN (the validated step quarantines those rows) unless the day cannot be read as candles at
-all. Completeness and continuity are always WARN, with their numbers.
+The five rules are shown as two checks per layer (``quality.day_checks.CHECK_GROUPS``: every check
+evaluation is one event-log write per partition, the bulk of a backfill's cost): ``valid`` reports schema,
+duplicates and ohlc, ``complete`` reports completeness and continuity; each names every rule in its
+description and keeps each rule's numbers in its metadata (``rules``, ``ohlc_failures``, ...).
+
+Severity: ``valid`` on the validated layer is ERROR and blocking; the raw and DVOL checks are never
+blocking (the validate and DVOL steps keep failing rows out on their own); on the raw layer they are WARN
+(the validated step quarantines those rows) unless the day cannot be read as candles at all.
+``complete`` is always WARN, with its numbers. DVOL has ``valid`` only.
 """
 
 from collections import defaultdict
@@ -49,21 +54,29 @@ from marketdata_assets.defs.raw import DVOL_RAW_KEY, raw_candles_key
 from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.defs.validated import validated_candles_key
 from marketdata_assets.quality.day_checks import (
-    BLOCKING_CHECKS,
-    CHECK_NAMES,
+    CHECK_GROUPS,
     ERROR,
     CheckOutcome,
+    group_outcomes,
 )
 from marketdata_assets.settings import LoadedSettings
 from marketdata_assets.universe import DVOL_VENUE
 
-CHECK_DESCRIPTIONS = {
+RULE_DESCRIPTIONS = {
     "schema": "dtypes, UTC minute alignment, prices > 0, volume >= 0, no NaN/inf, inside the day",
     "duplicates": "one row per timestamp (identical page-edge copies are normal in raw data)",
     "ohlc": "high >= max(open, close) and low <= min(open, close)",
     "completeness": "1440 minutes expected; missing minutes reported as UTC ranges",
     "continuity": "close-to-close moves above the configured threshold, with their timestamps",
 }
+# The blocking group: on the validated layer a failing ``valid`` (ERROR) keeps the day out of resampling.
+BLOCKING_GROUP = "valid"
+
+
+def check_description(group: str, rules: tuple[str, ...] | None = None) -> str:
+    """A grouped check's description: each of its rules and what it checks."""
+    return "; ".join(f"{rule}: {RULE_DESCRIPTIONS[rule]}" for rule in rules or CHECK_GROUPS[group])
+
 
 Outcomes = dict[str, CheckOutcome]
 
@@ -77,13 +90,13 @@ def build_candle_checks(settings: LoadedSettings, venue: str) -> list:
     def specs(asset_key: AssetKey, blocking: bool) -> list[AssetCheckSpec]:
         return [
             AssetCheckSpec(
-                name,
+                group,
                 asset=asset_key,
                 partitions_def=partitions,
-                blocking=blocking and name in BLOCKING_CHECKS,
-                description=CHECK_DESCRIPTIONS[name],
+                blocking=blocking and group == BLOCKING_GROUP,
+                description=check_description(group),
             )
-            for name in CHECK_NAMES
+            for group in CHECK_GROUPS
         ]
 
     # Raw checks never block: a raw day whose rows fail is quarantined row by row by the validate step,
@@ -103,7 +116,7 @@ def build_candle_checks(settings: LoadedSettings, venue: str) -> list:
                 outcomes[partition_key] = _missing(str(exc))
                 continue
             policy = settings.quality.check_policy(cfg.symbol_for_key(key))
-            outcomes[partition_key] = raw_day_checks(raw, day, policy)
+            outcomes[partition_key] = group_outcomes(raw_day_checks(raw, day, policy))
         yield from emit_checks(context, raw_key, outcomes)
 
     @multi_asset_check(specs=specs(valid_key, blocking=True), name=f"{venue}_validated_candle_checks")
@@ -120,7 +133,7 @@ def build_candle_checks(settings: LoadedSettings, venue: str) -> list:
                         f"{venue} {key} {day.isoformat()} has no stored verdict: validate the day first"
                     )
                 else:
-                    outcomes[partition_key] = verdict.checks
+                    outcomes[partition_key] = group_outcomes(verdict.checks)
         yield from emit_checks(context, valid_key, outcomes)
 
     return [raw_checks, validated_checks]
@@ -130,18 +143,17 @@ def build_dvol_checks(settings: LoadedSettings) -> list:
     cfg = settings.dvol
     assert cfg is not None
     partitions = dvol_partitions(cfg)
-    names = ("schema", "duplicates", "ohlc")
+    names = ("valid",)  # schema, duplicates, ohlc: DVOL has no 1440-minute day to be complete
 
     @multi_asset_check(
         specs=[
             AssetCheckSpec(
-                name,
+                "valid",
                 asset=DVOL_RAW_KEY,
                 partitions_def=partitions,
                 blocking=False,  # rows that fail are left out of the served DVOL; a broken day fails it
-                description=CHECK_DESCRIPTIONS[name].replace("minute alignment", "second alignment"),
+                description=check_description("valid").replace("minute alignment", "second alignment"),
             )
-            for name in names
         ],
         name="deribit_dvol_raw_checks",
     )
@@ -159,7 +171,7 @@ def build_dvol_checks(settings: LoadedSettings) -> list:
             except FileNotFoundError as exc:
                 outcomes[partition_key] = _missing(str(exc), names)
                 continue
-            outcomes[partition_key] = dvol_day_checks(raw, day, policy)
+            outcomes[partition_key] = group_outcomes(dvol_day_checks(raw, day, policy))
         yield from emit_checks(context, DVOL_RAW_KEY, outcomes)
 
     return [dvol_checks]
@@ -234,7 +246,7 @@ def _severity(outcome: CheckOutcome) -> AssetCheckSeverity:
     return AssetCheckSeverity.ERROR if outcome.severity == ERROR else AssetCheckSeverity.WARN
 
 
-def _missing(message: str, names: tuple[str, ...] = CHECK_NAMES) -> Outcomes:
+def _missing(message: str, names: tuple[str, ...] = tuple(CHECK_GROUPS)) -> Outcomes:
     return {
         name: CheckOutcome(name, passed=False, severity=ERROR, description=f"no stored data: {message}")
         for name in names

@@ -1,10 +1,9 @@
 """Pieces every asset module shares: partition keys to days, metadata conversion, per-partition results.
 
-A step usually covers a range of partitions (``BackfillPolicy.single_run``). Dagster records one
-materialisation per partition of the range with the step's metadata, whatever the body does, so a step
-whose partitions all succeed returns totals plus a per-partition table; a step where some partitions
-fail records the good ones one by one (with their own numbers) and fails naming the others
-(:func:`finish`).
+A step usually covers a range of partitions (up to ``MAX_DAYS_PER_RUN`` days, the assets' backfill
+policy). Dagster records one materialisation per partition of the range; :func:`finish` attaches each
+day's own numbers to its partition, or, when some partitions fail, records the good ones one by one and
+fails naming the others.
 """
 
 from __future__ import annotations
@@ -100,34 +99,34 @@ class PartitionResult:
         return self
 
 
-RUN_PARTITIONS = "run_partitions"
-
-
 def finish(
     context: AssetExecutionContext, results: Sequence[PartitionResult], keys: Sequence[AssetKey]
 ) -> Iterator[MaterializeResult]:
     """Record a step's partitions, each with its own numbers; raise :class:`Failure` naming the failed ones.
 
-    * One partition: one materialisation per asset key, with that day's numbers.
-    * A range (every backfill runs ``BackfillPolicy.single_run``): Dagster copies a step output's metadata
-      onto every partition of the range (Dagster issue #18123), so the outputs carry only a run-level
-      fact under a name that cannot be read as the day's (``run_partitions``). Right after them each
-      day is recorded as an ``AssetMaterialization`` of its own partition with its own numbers; logged
-      after the outputs, it is the partition's latest materialisation: what the partition's panel shows,
-      what the metadata plots draw and what the checks target. (Logged before the outputs, Dagster's
-      implicit, copied materialisation would come last; pinned by
-      ``marketdata_assets_tests/dagster/test_partition_metadata_e2e.py``.)
-    * Some partitions failed: no outputs; every day that succeeded is recorded with its numbers and the
-      step fails listing the others.
+    * Every partition succeeded (one day, or a range: every backfill runs ranges): each day's numbers are
+      attached to its own partition with ``context.add_asset_metadata(..., partition_key=...)``, then one
+      output per asset key. Dagster writes exactly one materialisation per partition, carrying that
+      day's numbers and nothing copied from another day (pinned by
+      ``marketdata_assets_tests/dagster/test_partition_metadata_e2e.py``). One event per partition and
+      asset is what a backfill's cost is made of (docs/BENCHMARKS.md), so nothing else is logged.
+    * Some partitions failed: no outputs (the failed days must not be recorded as materialised); every
+      day that succeeded is logged as an ``AssetMaterialization`` of its partition with its numbers, and
+      the step fails listing the others.
     """
     failed = [r for r in results if not r.ok]
-    if not failed and len(results) == 1:
-        for key in keys:
-            yield MaterializeResult(asset_key=key, metadata=to_metadata(results[0].metadata.get(key, {})))
-        return
     if not failed:
+        ranged = len(results) > 1
+        for result in results:
+            for key in keys:
+                metadata = to_metadata(result.metadata.get(key, {}))
+                if ranged:
+                    context.add_asset_metadata(metadata, asset_key=key, partition_key=result.partition_key)
+                else:
+                    context.add_asset_metadata(metadata, asset_key=key)
         for key in keys:
-            yield MaterializeResult(asset_key=key, metadata=to_metadata({RUN_PARTITIONS: len(results)}))
+            yield MaterializeResult(asset_key=key)
+        return
     for result in results:
         if result.ok:
             for key in keys:
@@ -138,8 +137,6 @@ def finish(
                         metadata=to_metadata(result.metadata.get(key, {})),
                     )
                 )
-    if not failed:
-        return
     listing = "\n".join(f"- {r.label}: {r.error}" for r in failed)
     raise Failure(
         description=(

@@ -6,10 +6,10 @@ filled inside the range DVOL covers and marked ``filled``, hourly candles from o
 
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, multi_asset
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, multi_asset
 
 from marketdata_assets.defs.common import PartitionResult, days_by_instrument, finish, results_from_outcomes
-from marketdata_assets.defs.partitions import dvol_partitions
+from marketdata_assets.defs.partitions import backfill_policy, dvol_partitions
 from marketdata_assets.defs.raw import DVOL_RAW_KEY
 from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.settings import LoadedSettings
@@ -45,7 +45,7 @@ def build_dvol_served_assets(settings: LoadedSettings):  # noqa: ANN201 - Assets
             )
             for timeframe, key in keys.items()
         ],
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
     )
     def dvol_served(context: AssetExecutionContext, storage: StorageResource) -> Any:
         from marketdata_assets.pipeline.dvol import serve_dvol_days

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 
 from dagster import (
+    BackfillPolicy,
     DailyPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
@@ -20,6 +21,7 @@ from marketdata_assets.settings import DvolSettings, VenueSettings
 from marketdata_assets.universe import (
     CURRENCY,
     DATE,
+    MAX_DAYS_PER_RUN,
     PARTITION_NAME_TAG,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
@@ -29,6 +31,7 @@ from marketdata_assets.universe import (
 )
 
 __all__ = [
+    "backfill_policy",
     "CURRENCY",
     "DATE",
     "PARTITION_NAME_TAG",
@@ -40,6 +43,13 @@ __all__ = [
     "multi_key",
     "split_key",
 ]
+
+
+def backfill_policy() -> BackfillPolicy:
+    """How a UI backfill is cut into runs: at most ``MAX_DAYS_PER_RUN`` partitions each (the terminal
+    backfill cuts the same way, month by month), so a multi-year backfill starts at once and its runs
+    each write a bounded number of events."""
+    return BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 
 
 def daily(start: date) -> DailyPartitionsDefinition:

@@ -1,9 +1,9 @@
 """Raw layer assets: one 1-minute candle asset per venue and one DVOL asset, each over a range.
 
-Each asset body handles every partition of its run (``BackfillPolicy.single_run``), with one client
-per venue per run. Metadata: a run of one partition records that partition's numbers; a run over a
-range records the totals and a per-partition table. When some partitions fail, the ones that
-succeeded are recorded one by one (with their own numbers) and the step fails naming the others.
+Each asset body handles every partition of its run (a range of up to ``MAX_DAYS_PER_RUN`` days, the
+assets' backfill policy), with one client per venue per run. Each partition is recorded with its own
+day's numbers (``defs.common.finish``); when some partitions fail, the ones that succeeded are recorded
+and the step fails naming the others.
 """
 
 from collections.abc import Iterator, Sequence
@@ -12,13 +12,18 @@ from typing import Any
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    BackfillPolicy,
     MaterializeResult,
     asset,
 )
 
 from marketdata_assets.defs.common import PartitionResult, finish
-from marketdata_assets.defs.partitions import candle_partitions, dvol_partitions, multi_key, split_key
+from marketdata_assets.defs.partitions import (
+    backfill_policy,
+    candle_partitions,
+    dvol_partitions,
+    multi_key,
+    split_key,
+)
 from marketdata_assets.defs.resources import StorageResource, VenuesResource
 from marketdata_assets.pipeline import progress
 from marketdata_assets.pipeline.ingest import PartitionOutcome, ingest_candle_days, ingest_dvol_days
@@ -41,7 +46,7 @@ def build_raw_candle_asset(settings: LoadedSettings, venue: str):  # noqa: ANN20
     @asset(
         key=raw_candles_key(venue),
         partitions_def=candle_partitions(cfg),
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         group_name=RAW_GROUP,
         kinds={"parquet", "ccxt"},
         pool=f"venue_{venue}",
@@ -84,7 +89,7 @@ def build_dvol_raw_asset(settings: LoadedSettings):  # noqa: ANN201 - AssetsDefi
     @asset(
         key=DVOL_RAW_KEY,
         partitions_def=dvol_partitions(cfg),
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         group_name=RAW_GROUP,
         kinds={"parquet"},
         pool="venue_deribit",

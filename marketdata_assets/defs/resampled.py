@@ -9,10 +9,10 @@ ranged backfill runs too.)
 
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, multi_asset
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, multi_asset
 
 from marketdata_assets.defs.common import PartitionResult, days_by_instrument, finish, results_from_outcomes
-from marketdata_assets.defs.partitions import candle_partitions
+from marketdata_assets.defs.partitions import backfill_policy, candle_partitions
 from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.defs.validated import validated_candles_key
 from marketdata_assets.settings import LoadedSettings
@@ -47,7 +47,7 @@ def build_resampled_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
             )
             for timeframe, key in keys.items()
         ],
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
     )
     def resampled(context: AssetExecutionContext, storage: StorageResource) -> Any:
         from marketdata_assets.pipeline.resample import resample_days

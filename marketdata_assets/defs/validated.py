@@ -8,10 +8,10 @@ the error); the other partitions of the range are still written and recorded.
 
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, BackfillPolicy, multi_asset
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, multi_asset
 
 from marketdata_assets.defs.common import PartitionResult, days_by_instrument, finish, results_from_outcomes
-from marketdata_assets.defs.partitions import candle_partitions
+from marketdata_assets.defs.partitions import backfill_policy, candle_partitions
 from marketdata_assets.defs.raw import raw_candles_key
 from marketdata_assets.defs.resources import StorageResource
 from marketdata_assets.settings import LoadedSettings
@@ -62,7 +62,7 @@ def build_validated_assets(settings: LoadedSettings, venue: str):  # noqa: ANN20
                 ),
             ),
         ],
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
     )
     def validated(context: AssetExecutionContext, storage: StorageResource) -> Any:
         from marketdata_assets.pipeline.validate import VenueActivity, validate_days

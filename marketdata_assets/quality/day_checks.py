@@ -54,6 +54,14 @@ ERROR = "error"
 WARN = "warn"
 CHECK_NAMES = ("schema", "duplicates", "ohlc", "completeness", "continuity")
 BLOCKING_CHECKS = ("schema", "duplicates", "ohlc")
+# What Dagster shows per partition: two checks per layer, each reporting its rules. Every check
+# evaluation is an event-log write per partition, the bulk of a backfill's cost (docs/BENCHMARKS.md),
+# so the five rules travel as two checks: ``valid`` (the rows: schema, duplicates, ohlc; blocking on the
+# validated layer) and ``complete`` (the day: completeness, continuity; never blocking).
+CHECK_GROUPS: dict[str, tuple[str, ...]] = {
+    "valid": BLOCKING_CHECKS,
+    "complete": ("completeness", "continuity"),
+}
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,43 @@ def dvol_day_checks(
             "ohlc", report.in_category(OHLC), policy, severity=WARN, consequence=consequence
         ),
     }
+
+
+def group_outcomes(
+    outcomes: dict[str, CheckOutcome], groups: dict[str, tuple[str, ...]] = CHECK_GROUPS
+) -> dict[str, CheckOutcome]:
+    """The rule outcomes of a day as the grouped checks (:data:`CHECK_GROUPS`); groups whose rules were not
+    evaluated (DVOL has no ``complete``) are left out.
+
+    A group passes when all its rules pass; it fails with ERROR when a failing rule is ERROR, else WARN. Its
+    description names every rule (failing ones first); its metadata holds ``rules`` (rule -> "pass" or
+    "fail (error|warn)") and each rule's numbers under the rule's name (``ohlc_failures``,
+    ``completeness_missing_minutes``), so a key means the same thing on every partition.
+    """
+    grouped = {}
+    for group, names in groups.items():
+        members = [outcomes[name] for name in names if name in outcomes]
+        if not members:
+            continue
+        failing = [m for m in members if not m.passed]
+        if any(m.severity == ERROR for m in failing):
+            severity = ERROR
+        elif failing:
+            severity = WARN
+        else:
+            severity = ERROR if any(m.severity == ERROR for m in members) else WARN
+        ordered = failing + [m for m in members if m.passed]
+        description = "; ".join(
+            f"{m.name}: {'FAILS: ' if not m.passed else ''}{m.description}" for m in ordered
+        )
+        metadata: dict[str, Any] = {
+            "rules": {m.name: "pass" if m.passed else f"fail ({m.severity})" for m in members}
+        }
+        for m in members:
+            for key, value in m.metadata.items():
+                metadata[key if key.startswith(f"{m.name}_") else f"{m.name}_{key}"] = value
+        grouped[group] = CheckOutcome(group, not failing, severity, description, metadata)
+    return grouped
 
 
 def validated_day_usable(

@@ -56,14 +56,29 @@ def test_a_bad_day_is_held_back_while_the_rest_of_the_range_is_served(tmp_path: 
             failure.event_specific_data
         )
 
-        # checks: one evaluation per partition, the bad one failing with ERROR (blocking) + the rows shown
-        schema = evaluations(result, "binance/ohlcv_1m", "schema")
-        assert set(schema) == {"2024-03-04|BTCUSDT", "2024-03-04|ETHUSDT", "2024-03-05|BTCUSDT", BAD}
-        assert [p for p, e in schema.items() if not e.passed] == [BAD]
-        assert schema[BAD].severity.value == "ERROR" and schema[BAD].blocking
-        raw_ohlc = evaluations(result, "binance/ohlcv_1m_raw", "ohlc")[BAD]
-        failures = raw_ohlc.metadata["failures"].value  # a table with a schema
-        assert not raw_ohlc.passed and "high_ge_open_close" in {r.data["check"] for r in failures.records}
+        # checks: one evaluation per partition and check, the bad one failing with ERROR (blocking),
+        # naming the failing rule, + the rows shown
+        valid = evaluations(result, "binance/ohlcv_1m", "valid")
+        assert set(valid) == {"2024-03-04|BTCUSDT", "2024-03-04|ETHUSDT", "2024-03-05|BTCUSDT", BAD}
+        assert [p for p, e in valid.items() if not e.passed] == [BAD]
+        assert valid[BAD].severity.value == "ERROR" and valid[BAD].blocking
+        assert (
+            valid[BAD].description.startswith("schema: FAILS: ")
+            and "rows of this day failed validation" in valid[BAD].description
+        )
+        assert valid[BAD].metadata["rules"].value == {
+            "schema": "fail (error)",
+            "duplicates": "pass",
+            "ohlc": "pass",
+        }
+        day_checks = [
+            e for e in result.get_asset_check_evaluations() if e.check_name in ("valid", "complete")
+        ]
+        assert len(day_checks) == 4 * 2 * 2  # partitions x layers x (valid, complete)
+        raw_valid = evaluations(result, "binance/ohlcv_1m_raw", "valid")[BAD]
+        failures = raw_valid.metadata["ohlc_failures"].value  # a table with a schema
+        assert not raw_valid.passed and raw_valid.severity.value == "WARN" and not raw_valid.blocking
+        assert "high_ge_open_close" in {r.data["check"] for r in failures.records}
 
         # the other three partitions were resampled and recorded; the bad one was not
         served = materialized_partitions(instance, "binance/ohlcv_1h")
@@ -88,8 +103,8 @@ def test_single_partition_run_blocks_downstream_natively(tmp_path: Path, make_si
     settings = sim_settings(tmp_path, sim)
     with instance_for_test() as instance:
         result = run(settings, CHAIN, BAD, BAD, instance)
-        schema = evaluations(result, "binance/ohlcv_1m", "schema")
-        assert list(schema) == [BAD] and not schema[BAD].passed
+        valid = evaluations(result, "binance/ohlcv_1m", "valid")
+        assert list(valid) == [BAD] and not valid[BAD].passed
         assert not result.success
         started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
         failed = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE}
@@ -103,7 +118,7 @@ def test_ranged_check_evaluations_target_each_partitions_materialisation(tmp_pat
     keys = ["bybit/ohlcv_1m_raw", "bybit/ohlcv_1m", "bybit/gaps"]
     with instance_for_test() as instance:
         assert run(settings, keys, "2024-03-04|BTCUSDT", "2024-03-05|BTCUSDT", instance).success
-        check_key = AssetCheckKey(AssetKey(["bybit", "ohlcv_1m"]), "completeness")
+        check_key = AssetCheckKey(AssetKey(["bybit", "ohlcv_1m"]), "complete")
         infos = instance.event_log_storage.get_asset_check_partition_info([check_key])
         by_partition = {i.partition_key: i for i in infos}
         assert set(by_partition) == {"2024-03-04|BTCUSDT", "2024-03-05|BTCUSDT"}

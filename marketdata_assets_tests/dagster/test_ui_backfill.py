@@ -1,11 +1,13 @@
 """A backfill launched the way the UI launches it (an asset backfill driven by the daemon's iteration)
-is batched by the assets' backfill policy: 31 days x 3 symbols of one venue makes at most 6 runs."""
+is batched by the assets' backfill policy: 31 days x 3 symbols of one venue makes at most 6 runs, and a
+long range is cut into runs of at most 31 partitions."""
 
 from __future__ import annotations
 
 import logging
 import textwrap
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,8 +45,9 @@ def code_location(tmp_path: Path) -> Path:
     return module
 
 
-def test_ui_backfill_of_31_days_by_3_symbols_is_at_most_6_runs(code_location: Path) -> None:
-    # Queued, never launched: the test counts the runs the backfill daemon submits.
+def _launch(code_location: Path, partitions: list[str]) -> list:
+    """The runs the backfill daemon submits for ``partitions`` of ``binance/ohlcv_1m_raw`` (queued, never
+    launched)."""
     overrides = {
         "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
     }
@@ -57,11 +60,6 @@ def test_ui_backfill_of_31_days_by_3_symbols_is_at_most_6_runs(code_location: Pa
         with create_test_daemon_workspace_context(target, instance) as context:
             key = AssetKey(["binance", "ohlcv_1m_raw"])
             asset_graph = context.create_request_context().asset_graph
-            partitions = [
-                f"2024-01-{day:02d}|{symbol}"
-                for day in range(1, 32)
-                for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-            ]
             backfill = PartitionBackfill.from_asset_partitions(
                 backfill_id=make_new_backfill_id(),
                 asset_graph=asset_graph,
@@ -78,12 +76,30 @@ def test_ui_backfill_of_31_days_by_3_symbols_is_at_most_6_runs(code_location: Pa
             instance.add_backfill(backfill)
             for _ in range(3):
                 list(execute_backfill_iteration(context, logging.getLogger("test")))
-            runs = instance.get_runs()
-            _assert_runs_cover(runs, partitions)
-            assert 1 <= len(runs) <= 6, f"{len(runs)} runs"
+            return list(instance.get_runs())
 
 
-def _assert_runs_cover(runs: list, partitions: list[str]) -> None:
+def test_ui_backfill_of_31_days_by_3_symbols_is_at_most_6_runs(code_location: Path) -> None:
+    partitions = [
+        f"2024-01-{day:02d}|{symbol}" for day in range(1, 32) for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    ]
+    runs = _launch(code_location, partitions)
+    _assert_runs_cover(runs, partitions)
+    assert 1 <= len(runs) <= 6, f"{len(runs)} runs"
+
+
+def test_a_long_ui_backfill_is_cut_into_runs_of_at_most_31_partitions(code_location: Path) -> None:
+    # 40 days x 3 symbols: one run of all 120 (or of years) would stall before its first request (the long-range case)
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(40)]
+    partitions = [
+        f"{day.isoformat()}|{symbol}" for day in days for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    ]
+    runs = _launch(code_location, partitions)
+    sizes = _assert_runs_cover(runs, partitions)
+    assert max(sizes) <= 31 and len(runs) >= 4, sizes
+
+
+def _assert_runs_cover(runs: list, partitions: list[str]) -> list[int]:
     """Every requested partition is in exactly one run's range (expanded by Dagster's own definition)."""
     from dagster import PartitionKeyRange
 
@@ -94,9 +110,13 @@ def _assert_runs_cover(runs: list, partitions: list[str]) -> None:
         VenueSettings(symbols=["BTC/USDT", "ETH/USDT", "SOL/USDT"], start_date="2024-01-01")
     )
     covered: list[str] = []
+    sizes: list[int] = []
     for run in runs:
         key_range = PartitionKeyRange(
             run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
         )
-        covered += parts.get_partition_keys_in_range(key_range)
+        keys = parts.get_partition_keys_in_range(key_range)
+        sizes.append(len(keys))
+        covered += keys
     assert sorted(covered) == sorted(partitions)
+    return sizes

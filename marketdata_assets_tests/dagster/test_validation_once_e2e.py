@@ -36,7 +36,7 @@ def test_each_validated_day_is_validated_once_per_run(
         result = run(settings, CHAIN, "2024-03-04|BTCUSDT", "2024-03-06|BTCUSDT", instance)
         assert result.success
         # the validated checks ran and reported each day (from the stored verdict)
-        assert set(evaluations(result, "binance/ohlcv_1m", "schema")) == {
+        assert set(evaluations(result, "binance/ohlcv_1m", "valid")) == {
             f"2024-03-0{d}|BTCUSDT" for d in (4, 5, 6)
         }
     validated = {day: n for (model, day), n in calls.items() if model == "ValidatedCandles"}
