@@ -46,220 +46,250 @@ class ApiError(Exception):
 
 
 def build_app(service: LiveService) -> Starlette:
-    """The ASGI app over one :class:`LiveService` (which the caller starts and polls)."""
-
-    def guarded(route: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable:
-        async def endpoint(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except ApiError as exc:
-                response = JSONResponse({"error": exc.message}, status_code=exc.status)
-            key = (route, response.status_code)
-            with service.lock:
-                service.metrics.requests[key] = service.metrics.requests.get(key, 0) + 1
-            return response
-
-        endpoint.__doc__ = handler.__doc__
-        return endpoint
-
-    async def buffer(request: Request) -> Response:
-        """
-        summary: The rolling buffer of one series, with its freshness
-        parameters:
-          - {name: exchange, in: path, required: true, schema: {type: string}}
-          - {name: symbol, in: path, required: true, schema: {type: string}, description: BTCUSDT or BTC-USDT}
-          - {name: timeframe, in: path, required: true, schema: {type: string, enum: [1m, 5m, 15m, 1h, 4h, 1d]}}
-          - {name: format, in: query, schema: {type: string, enum: [json, csv, arrow]}}
-        responses:
-          200: {description: "candles (open time UTC, OHLCV, n_minutes, expected_minutes, complete) + freshness + gaps"}
-          400: {description: a malformed name}
-          404: {description: a series the service does not serve}
-        """
-        exchange, key = _series(service, request)
-        timeframe = _timeframe(request.path_params["timeframe"])
-        fmt = _format(request)
-        with service.lock:
-            buf = service.buffers[(exchange, key)]
-            candles = list(buf.candles[timeframe])
-            gaps = [g.as_json() for g in buf.gaps]
-            through = buf.through_ms
-        freshness = _freshness(service, exchange, key, timeframe, candles, through)
-        if fmt != "json":
-            return _table(candles_frame(candles), fmt, {"X-Last-Closed": str(freshness["last_closed"])})
-        return JSONResponse(
-            {
-                "exchange": exchange,
-                "symbol": key,
-                "timeframe": timeframe,
-                "freshness": freshness,
-                "gaps": gaps,
-                "candles": _records(candles_frame(candles)),
-            }
-        )
-
-    async def history(request: Request) -> Response:
-        """
-        summary: Served history joined with the buffer for the minutes not served yet
-        parameters:
-          - {name: exchange, in: path, required: true, schema: {type: string}}
-          - {name: symbol, in: path, required: true, schema: {type: string}}
-          - {name: timeframe, in: query, required: true, schema: {type: string}}
-          - {name: start, in: query, required: true, schema: {type: string, format: date-time}, description: inclusive, UTC}
-          - {name: end, in: query, required: true, schema: {type: string, format: date-time}, description: exclusive, UTC}
-          - {name: format, in: query, schema: {type: string, enum: [json, csv, arrow]}}
-        responses:
-          200: {description: candles with the client's columns (complete, n_minutes)}
-          400: {description: a malformed name or range}
-          404: {description: a series the service does not serve}
-        """
-        exchange, key = _series(service, request)
-        params = request.query_params
-        timeframe = _timeframe(params.get("timeframe", "1h"))
-        start, end = _range(params.get("start"), params.get("end"))
-        fmt = _format(request)
-        frame = await asyncio.to_thread(_history, service, exchange, key, timeframe, start, end)
-        if fmt != "json":
-            return _table(frame, fmt)
-        return JSONResponse(
-            {"exchange": exchange, "symbol": key, "timeframe": timeframe, "candles": _records(frame)}
-        )
-
-    async def available(request: Request) -> Response:
-        """
-        summary: Every series the service serves, live and stored
-        responses:
-          200: {description: "live: buffered series (first, last, candles); served: MarketDataClient.available()"}
-        """
-        live = []
-        with service.lock:
-            for (exchange, key), buf in service.buffers.items():
-                for timeframe in LIVE_TIMEFRAMES:
-                    candles = buf.candles[timeframe]
-                    live.append(
-                        {
-                            "exchange": exchange,
-                            "symbol": key,
-                            "timeframe": timeframe,
-                            "first": _iso(candles[0].timestamp) if candles else None,
-                            "last": _iso(candles[-1].timestamp) if candles else None,
-                            "candles": len(candles),
-                        }
-                    )
-        served = await asyncio.to_thread(_served_inventory, service)
-        return JSONResponse({"live": live, "served": served})
-
-    async def health(request: Request) -> Response:
-        """
-        summary: Per venue status, last success and lag; 503 when a venue is failing
-        responses:
-          200: {description: every venue answers}
-          503: {description: a venue (or Redis) is failing; the body says which and why}
-        """
-        now = service.now_ms()
-        with service.lock:
-            venues = {v: h.as_json(now) for v, h in service.health.items()}
-            lags = {series_name(e, k, "1m"): service.lag_seconds(e, k) for (e, k) in service.buffers}
-        ok = all(v["status"] == "ok" for v in venues.values()) and service.redis_error is None
-        body = {
-            "status": "ok" if ok else "degraded",
-            "venues": venues,
-            "lag_seconds": lags,
-            "redis": None if service.redis is None else {"error": service.redis_error},
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    async def metrics(request: Request) -> Response:
-        """
-        summary: Prometheus text metrics
-        responses:
-          200: {description: "requests, fetch latency, lag, events published"}
-        """
-        return PlainTextResponse(_prometheus(service), media_type="text/plain; version=0.0.4")
-
-    async def stream(request: Request) -> Response:
-        """
-        summary: New closed candles as Server-Sent Events
-        description: >
-          series is a comma list of exchange:SYMBOL:timeframe. Each event's id is the sequence number of
-          its series (one series) or the dot-joined sequence numbers of every series in the order given
-          (several); send it back as Last-Event-ID to receive what was missed, from the buffer.
-        parameters:
-          - {name: series, in: query, required: true, schema: {type: string}, example: "binance:BTCUSDT:1m"}
-        responses:
-          200: {description: text/event-stream}
-          400: {description: a malformed series or Last-Event-ID}
-          404: {description: a series the service does not serve}
-        """
-        wanted = _stream_series(service, request.query_params.get("series"))
-        last = _last_event_id(request.headers.get("last-event-id"), len(wanted))
-        queue = service.bus.subscribe()
-
-        async def events() -> AsyncIterator[bytes]:
-            seqs = list(last)
-            try:
-                backlog: list[tuple[int, CandleEvent]] = []
-                for j, (exchange, key, timeframe) in enumerate(wanted):
-                    if seqs[j] is not None:
-                        for candle in service.candles_since(exchange, key, timeframe, seqs[j]):
-                            backlog.append((j, CandleEvent(exchange, key, candle)))
-                    else:  # a new consumer starts at the newest buffered candle
-                        newest = service.buffers[(exchange, key)].last_closed(timeframe)
-                        seqs[j] = newest.seq if newest else -1
-                backlog.sort(key=lambda pair: (pair[1].candle.close_time, bin_ms(pair[1].timeframe)))
-                for j, event in backlog:
-                    if event.seq > seqs[j]:
-                        seqs[j] = event.seq
-                        yield _sse(event, seqs)
-                yield b": connected\n\n"
-                index = {series: j for j, series in enumerate(series_name(*w) for w in wanted)}
-                while True:
-                    try:
-                        batch = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                    for event in batch:
-                        j = index.get(event.series)
-                        if j is not None and event.seq > seqs[j]:
-                            seqs[j] = event.seq
-                            yield _sse(event, seqs)
-            finally:
-                service.bus.unsubscribe(queue)
-
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    schemas = SchemaGenerator(
-        {
-            "openapi": "3.0.0",
-            "info": {"title": "marketdata live", "version": "1"},
-        }
-    )
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(schemas.get_schema(routes=request.app.routes))
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(_static_text("index.html"), headers={"Cache-Control": "no-cache"})
-
+    """The ASGI app over one :class:`LiveService` (which the caller starts and polls). Each handler
+    below reads the service from ``request.app.state.service``; :func:`_guarded` answers an
+    :class:`ApiError` with its JSON error and counts every request by route and status."""
     base = f"{API}/market-data/{{exchange}}/{{symbol}}"
     routes = [
-        Route("/", guarded("index", index), methods=["GET"], include_in_schema=False),
+        Route("/", _guarded("index", index), methods=["GET"], include_in_schema=False),
         Mount("/static", StaticFiles(packages=[STATIC_PACKAGE]), name="static"),
-        Route(f"{base}/buffer/{{timeframe}}", guarded("buffer", buffer), methods=["GET"]),
-        Route(f"{base}/history", guarded("history", history), methods=["GET"]),
-        Route(f"{API}/market-data/available", guarded("available", available), methods=["GET"]),
-        Route(f"{API}/stream", guarded("stream", stream), methods=["GET"]),
-        Route("/health", guarded("health", health), methods=["GET"]),
-        Route("/metrics", guarded("metrics", metrics), methods=["GET"]),
+        Route(f"{base}/buffer/{{timeframe}}", _guarded("buffer", buffer), methods=["GET"]),
+        Route(f"{base}/history", _guarded("history", history), methods=["GET"]),
+        Route(f"{API}/market-data/available", _guarded("available", available), methods=["GET"]),
+        Route(f"{API}/stream", _guarded("stream", stream), methods=["GET"]),
+        Route("/health", _guarded("health", health), methods=["GET"]),
+        Route("/metrics", _guarded("metrics", metrics), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.service = service
     return app
+
+
+def _service(request: Request) -> LiveService:
+    return request.app.state.service
+
+
+def _guarded(route: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable:
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = JSONResponse({"error": exc.message}, status_code=exc.status)
+        service = _service(request)
+        key = (route, response.status_code)
+        with service.lock:
+            service.metrics.requests[key] = service.metrics.requests.get(key, 0) + 1
+        return response
+
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+# -- the endpoints ----------------------------------------------------------------------------------
+
+
+async def buffer(request: Request) -> Response:
+    """
+    summary: The rolling buffer of one series, with its freshness
+    parameters:
+      - {name: exchange, in: path, required: true, schema: {type: string}}
+      - {name: symbol, in: path, required: true, schema: {type: string}, description: BTCUSDT or BTC-USDT}
+      - {name: timeframe, in: path, required: true, schema: {type: string, enum: [1m, 5m, 15m, 1h, 4h, 1d]}}
+      - {name: format, in: query, schema: {type: string, enum: [json, csv, arrow]}}
+    responses:
+      200: {description: "candles (open time UTC, OHLCV, n_minutes, expected_minutes, complete) + freshness + gaps"}
+      400: {description: a malformed name}
+      404: {description: a series the service does not serve}
+    """
+    service = _service(request)
+    exchange, key = _series(service, request)
+    timeframe = _timeframe(request.path_params["timeframe"])
+    fmt = _format(request)
+    with service.lock:
+        buf = service.buffers[(exchange, key)]
+        candles = list(buf.candles[timeframe])
+        gaps = [g.as_json() for g in buf.gaps]
+        through = buf.through_ms
+    freshness = _freshness(service, exchange, key, timeframe, candles, through)
+    if fmt != "json":
+        return _table(candles_frame(candles), fmt, {"X-Last-Closed": str(freshness["last_closed"])})
+    return JSONResponse(
+        {
+            "exchange": exchange,
+            "symbol": key,
+            "timeframe": timeframe,
+            "freshness": freshness,
+            "gaps": gaps,
+            "candles": _records(candles_frame(candles)),
+        }
+    )
+
+
+async def history(request: Request) -> Response:
+    """
+    summary: Served history joined with the buffer for the minutes not served yet
+    parameters:
+      - {name: exchange, in: path, required: true, schema: {type: string}}
+      - {name: symbol, in: path, required: true, schema: {type: string}}
+      - {name: timeframe, in: query, required: true, schema: {type: string}}
+      - {name: start, in: query, required: true, schema: {type: string, format: date-time}, description: inclusive, UTC}
+      - {name: end, in: query, required: true, schema: {type: string, format: date-time}, description: exclusive, UTC}
+      - {name: format, in: query, schema: {type: string, enum: [json, csv, arrow]}}
+    responses:
+      200: {description: candles with the client's columns (complete, n_minutes)}
+      400: {description: a malformed name or range}
+      404: {description: a series the service does not serve}
+    """
+    service = _service(request)
+    exchange, key = _series(service, request)
+    params = request.query_params
+    timeframe = _timeframe(params.get("timeframe", "1h"))
+    start, end = _range(params.get("start"), params.get("end"))
+    fmt = _format(request)
+    frame = await asyncio.to_thread(_history, service, exchange, key, timeframe, start, end)
+    if fmt != "json":
+        return _table(frame, fmt)
+    return JSONResponse(
+        {"exchange": exchange, "symbol": key, "timeframe": timeframe, "candles": _records(frame)}
+    )
+
+
+async def available(request: Request) -> Response:
+    """
+    summary: Every series the service serves, live and stored
+    responses:
+      200: {description: "live: buffered series (first, last, candles); served: MarketDataClient.available()"}
+    """
+    service = _service(request)
+    live = []
+    with service.lock:
+        for (exchange, key), buf in service.buffers.items():
+            for timeframe in LIVE_TIMEFRAMES:
+                candles = buf.candles[timeframe]
+                live.append(
+                    {
+                        "exchange": exchange,
+                        "symbol": key,
+                        "timeframe": timeframe,
+                        "first": _iso(candles[0].timestamp) if candles else None,
+                        "last": _iso(candles[-1].timestamp) if candles else None,
+                        "candles": len(candles),
+                    }
+                )
+    served = await asyncio.to_thread(_served_inventory, service)
+    return JSONResponse({"live": live, "served": served})
+
+
+async def health(request: Request) -> Response:
+    """
+    summary: Per venue status, last success and lag; 503 when a venue is failing
+    responses:
+      200: {description: every venue answers}
+      503: {description: a venue (or Redis) is failing; the body says which and why}
+    """
+    service = _service(request)
+    now = service.now_ms()
+    with service.lock:
+        venues = {v: h.as_json(now) for v, h in service.health.items()}
+        lags = {series_name(e, k, "1m"): service.lag_seconds(e, k) for (e, k) in service.buffers}
+    ok = all(v["status"] == "ok" for v in venues.values()) and service.redis_error is None
+    body = {
+        "status": "ok" if ok else "degraded",
+        "venues": venues,
+        "lag_seconds": lags,
+        "redis": None if service.redis is None else {"error": service.redis_error},
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """
+    summary: Prometheus text metrics
+    responses:
+      200: {description: "requests, fetch latency, lag, events published"}
+    """
+    service = _service(request)
+    return PlainTextResponse(_prometheus(service), media_type="text/plain; version=0.0.4")
+
+
+async def stream(request: Request) -> Response:
+    """
+    summary: New closed candles as Server-Sent Events
+    description: >
+      series is a comma list of exchange:SYMBOL:timeframe. Each event's id is the sequence number of
+      its series (one series) or the dot-joined sequence numbers of every series in the order given
+      (several); send it back as Last-Event-ID to receive what was missed, from the buffer.
+    parameters:
+      - {name: series, in: query, required: true, schema: {type: string}, example: "binance:BTCUSDT:1m"}
+    responses:
+      200: {description: text/event-stream}
+      400: {description: a malformed series or Last-Event-ID}
+      404: {description: a series the service does not serve}
+    """
+    service = _service(request)
+    wanted = _stream_series(service, request.query_params.get("series"))
+    last = _last_event_id(request.headers.get("last-event-id"), len(wanted))
+    queue = service.bus.subscribe()  # before the backlog is read, so nothing falls in between
+    return _event_stream(_live_events(service, wanted, last, queue))
+
+
+async def _live_events(
+    service: LiveService,
+    wanted: list[tuple[str, str, str]],
+    last: list[int | None],
+    queue: asyncio.Queue[list[CandleEvent]],
+) -> AsyncIterator[bytes]:
+    """The backlog after ``last`` from the buffers, then each new event of ``wanted`` from ``queue``."""
+    seqs = list(last)
+    try:
+        backlog: list[tuple[int, CandleEvent]] = []
+        for j, (exchange, key, timeframe) in enumerate(wanted):
+            if seqs[j] is not None:
+                for candle in service.candles_since(exchange, key, timeframe, seqs[j]):
+                    backlog.append((j, CandleEvent(exchange, key, candle)))
+            else:  # a new consumer starts at the newest buffered candle
+                newest = service.buffers[(exchange, key)].last_closed(timeframe)
+                seqs[j] = newest.seq if newest else -1
+        backlog.sort(key=lambda pair: (pair[1].candle.close_time, bin_ms(pair[1].timeframe)))
+        for j, event in backlog:
+            if event.seq > seqs[j]:
+                seqs[j] = event.seq
+                yield _sse(event, seqs)
+        yield b": connected\n\n"
+        index = {series: j for j, series in enumerate(series_name(*w) for w in wanted)}
+        while True:
+            try:
+                batch = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            for event in batch:
+                j = index.get(event.series)
+                if j is not None and event.seq > seqs[j]:
+                    seqs[j] = event.seq
+                    yield _sse(event, seqs)
+    finally:
+        service.bus.unsubscribe(queue)
+
+
+def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+_SCHEMAS = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "marketdata live", "version": "1"}})
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(_SCHEMAS.get_schema(routes=request.app.routes))
+
+
+async def index(request: Request) -> Response:
+    return HTMLResponse(_static_text("index.html"), headers={"Cache-Control": "no-cache"})
 
 
 def _static_text(name: str) -> str:
