@@ -33,6 +33,8 @@ STATIC_PACKAGE = ("marketdata_assets.live", "static")
 FORMATS = {"json": "application/json", "csv": "text/csv", "arrow": "application/vnd.apache.arrow.stream"}
 KEEPALIVE_S = 15.0
 MAX_SERIES_PER_STREAM = 64
+MAX_REPLAY_DAYS = 31
+MAX_REPLAY_SPEED = 1e6
 
 _EXCHANGE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9]{2,15}(-[A-Za-z0-9]{2,10})?$")
@@ -57,6 +59,7 @@ def build_app(service: LiveService) -> Starlette:
         Route(f"{base}/history", _guarded("history", history), methods=["GET"]),
         Route(f"{API}/market-data/available", _guarded("available", available), methods=["GET"]),
         Route(f"{API}/stream", _guarded("stream", stream), methods=["GET"]),
+        Route(f"{API}/replay", _guarded("replay", replay), methods=["GET"]),
         Route("/health", _guarded("health", health), methods=["GET"]),
         Route("/metrics", _guarded("metrics", metrics), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
@@ -273,6 +276,85 @@ async def _live_events(
         service.bus.unsubscribe(queue)
 
 
+async def replay(request: Request) -> Response:
+    """
+    summary: Served history as the stream's events (Server-Sent Events), for backtests
+    description: >
+      The candles MarketDataClient serves for [start, end) of each series, as the same messages
+      /api/v1/stream sends live (id, event candle, data), in the live order (close time, then
+      timeframe), one batch per close time, speed x real time between close times (0: at once).
+      Before its first event a series' sequence number is the bin before start. Ends with an end event
+      ({"events": n}); Last-Event-ID resumes after it.
+    parameters:
+      - {name: series, in: query, required: true, schema: {type: string}, example: "binance:BTCUSDT:1m"}
+      - {name: start, in: query, required: true, schema: {type: string, format: date-time}, description: inclusive, UTC}
+      - {name: end, in: query, required: true, schema: {type: string, format: date-time}, description: exclusive, UTC, at most 31 days after start}
+      - {name: speed, in: query, schema: {type: number, default: 0}, description: x real time; 0 = as fast as possible}
+    responses:
+      200: {description: text/event-stream}
+      400: {description: a malformed series, range, speed or Last-Event-ID}
+      404: {description: a series with nothing served in the range}
+    """
+    service = _service(request)
+    params = request.query_params
+    wanted = _parse_series(params.get("series"))
+    start, end = _range(params.get("start"), params.get("end"))
+    if end - start > pd.Timedelta(days=MAX_REPLAY_DAYS):
+        raise ApiError(400, f"a replay spans at most {MAX_REPLAY_DAYS} days; ask for the rest next")
+    speed = _speed(params.get("speed"))
+    last = _last_event_id(request.headers.get("last-event-id"), len(wanted))
+    events = await asyncio.to_thread(_replay_events, service, wanted, start, end)
+    start_ms = int(start.value // 1_000_000)
+    seqs = [
+        s if s is not None else -(-start_ms // bin_ms(tf)) - 1
+        for s, (_, _, tf) in zip(last, wanted, strict=True)
+    ]
+    return _event_stream(_replayed(wanted, events, seqs, speed))
+
+
+def _replay_events(
+    service: LiveService, wanted: list[tuple[str, str, str]], start: pd.Timestamp, end: pd.Timestamp
+) -> list[CandleEvent]:
+    from marketdata_assets.client import MarketDataClient, MarketDataError
+    from marketdata_assets.live.replay import live_order, series_events
+
+    if service.root is None:
+        raise ApiError(404, "this service has no served history to replay")
+    client = MarketDataClient(root=service.root)
+    events: list[CandleEvent] = []
+    for item in wanted:  # one by one, so the error names the series (never the storage root)
+        try:
+            events += series_events(client, [item], start, end)
+        except MarketDataError:
+            raise ApiError(
+                404, f"nothing served for {series_name(*item)} in [{start.isoformat()}, {end.isoformat()})"
+            ) from None
+    return live_order(events)
+
+
+async def _replayed(
+    wanted: list[tuple[str, str, str]], events: list[CandleEvent], seqs: list[int | None], speed: float
+) -> AsyncIterator[bytes]:
+    from marketdata_assets.live.replay import batches, pause_s
+
+    index = {series_name(*w): j for j, w in enumerate(wanted)}
+    sent = 0
+    previous: int | None = None
+    yield f": replay of {len(events)} candle events\n\n".encode()
+    for close_time, batch in batches(events):
+        wait = pause_s(previous, close_time, speed)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        previous = close_time
+        for event in batch:
+            j = index[event.series]
+            if event.seq > seqs[j]:  # Last-Event-ID: what the consumer has is skipped
+                seqs[j] = event.seq
+                sent += 1
+                yield _sse(event, seqs)
+    yield f"event: end\ndata: {json.dumps({'events': sent})}\n\n".encode()
+
+
 def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(
         events,
@@ -349,12 +431,21 @@ def _range(start: str | None, end: str | None) -> tuple[pd.Timestamp, pd.Timesta
 
 
 def _stream_series(service: LiveService, text: str | None) -> list[tuple[str, str, str]]:
+    wanted = _parse_series(text)
+    for exchange, key, _ in wanted:
+        if (exchange, key) not in service.buffers:
+            raise ApiError(404, f"unknown series {exchange}:{key}")
+    return wanted
+
+
+def _parse_series(text: str | None) -> list[tuple[str, str, str]]:
+    """``exchange:SYMBOL:timeframe[,...]`` -> ``[(exchange, SYMBOLKEY, timeframe), ...]``, each checked."""
     if not text:
         raise ApiError(400, "query parameter series is required: exchange:SYMBOL:timeframe[,...]")
     parts = text.split(",")
     if len(parts) > MAX_SERIES_PER_STREAM:
         raise ApiError(400, f"at most {MAX_SERIES_PER_STREAM} series per stream")
-    out = []
+    out: list[tuple[str, str, str]] = []
     for part in parts:
         fields = part.strip().split(":")
         if len(fields) != 3:
@@ -362,14 +453,25 @@ def _stream_series(service: LiveService, text: str | None) -> list[tuple[str, st
         exchange, symbol, timeframe = fields
         if not _EXCHANGE_RE.fullmatch(exchange) or not _SYMBOL_RE.fullmatch(symbol):
             raise ApiError(400, f"invalid series {part[:80]!r}: bad exchange or symbol")
-        key = symbol.replace("-", "").upper()
-        if (exchange, key) not in service.buffers:
-            raise ApiError(404, f"unknown series {exchange}:{key}")
-        item = (exchange, key, _timeframe(timeframe))
+        item = (exchange, symbol.replace("-", "").upper(), _timeframe(timeframe))
         if item in out:
             raise ApiError(400, f"series {series_name(*item)} listed twice")
         out.append(item)
     return out
+
+
+def _speed(text: str | None) -> float:
+    if text is None:
+        return 0.0
+    try:
+        speed = float(text[:20])
+    except ValueError:
+        raise ApiError(
+            400, f"invalid speed {text[:40]!r}: expected a number (0: as fast as possible)"
+        ) from None
+    if not 0 <= speed <= MAX_REPLAY_SPEED:  # also refuses nan
+        raise ApiError(400, f"invalid speed {text[:40]!r}: expected 0 to {MAX_REPLAY_SPEED:g}")
+    return speed
 
 
 def _last_event_id(text: str | None, n: int) -> list[int | None]:
