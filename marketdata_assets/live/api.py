@@ -34,6 +34,8 @@ FORMATS = {"json": "application/json", "csv": "text/csv", "arrow": "application/
 KEEPALIVE_S = 15.0
 MAX_SERIES_PER_STREAM = 64
 MAX_REPLAY_DAYS = 31
+MAX_REPLAY_CANDLES = 200_000
+"""Bins a replay may span, summed over its series (4 series of 1m for a month): it is loaded at once."""
 MAX_REPLAY_SPEED = 1e6
 
 _EXCHANGE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -288,7 +290,7 @@ async def replay(request: Request) -> Response:
     parameters:
       - {name: series, in: query, required: true, schema: {type: string}, example: "binance:BTCUSDT:1m"}
       - {name: start, in: query, required: true, schema: {type: string, format: date-time}, description: inclusive, UTC}
-      - {name: end, in: query, required: true, schema: {type: string, format: date-time}, description: exclusive, UTC, at most 31 days after start}
+      - {name: end, in: query, required: true, schema: {type: string, format: date-time}, description: "exclusive, UTC; at most 31 days after start and 200,000 bins over all series"}
       - {name: speed, in: query, schema: {type: number, default: 0}, description: x real time; 0 = as fast as possible}
     responses:
       200: {description: text/event-stream}
@@ -301,6 +303,12 @@ async def replay(request: Request) -> Response:
     start, end = _range(params.get("start"), params.get("end"))
     if end - start > pd.Timedelta(days=MAX_REPLAY_DAYS):
         raise ApiError(400, f"a replay spans at most {MAX_REPLAY_DAYS} days; ask for the rest next")
+    bins = sum((end - start) // pd.Timedelta(milliseconds=bin_ms(tf)) for _, _, tf in wanted)
+    if bins > MAX_REPLAY_CANDLES:
+        raise ApiError(
+            400,
+            f"a replay spans at most {MAX_REPLAY_CANDLES:,} bins (this one {bins:,}): fewer series or days",
+        )
     speed = _speed(params.get("speed"))
     last = _last_event_id(request.headers.get("last-event-id"), len(wanted))
     events = await asyncio.to_thread(_replay_events, service, wanted, start, end)

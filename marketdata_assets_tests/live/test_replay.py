@@ -179,6 +179,15 @@ def test_replay_over_sse_sends_the_live_streams_messages(
         "speed=-1": ({**window, "speed": "-1"}, 400, "speed"),
         "speed=nan": ({**window, "speed": "nan"}, 400, "speed"),
         "40 days": ({**window, "start": "2024-02-01", "end": "2024-03-12"}, 400, "31 days"),
+        "too many bins": (  # 5 x 44,640 minutes, checked before anything is read
+            {
+                "series": ",".join(f"binance:{b}USDT:1m" for b in ("BTC", "ETH", "SOL", "XRP", "DOGE")),
+                "start": "2024-02-08",
+                "end": "2024-03-10",
+            },
+            400,
+            "200,000 bins",
+        ),
         "bad series": ({**window, "series": "binance:BTCUSDT"}, 400, "exchange:SYMBOL:timeframe"),
         "not served": ({**window, "series": "binance:ETHUSDT:1m"}, 404, "binance:ETHUSDT:1m"),
         "outside": ({**window, "start": "2023-01-01", "end": "2023-01-02"}, 404, "nothing served"),
