@@ -7,7 +7,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := $(UV) run --frozen
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: help install test test-core faults lint format dev sim demo demo-ui ui-shots live bench up down
+.PHONY: help install browser test test-core faults lint format dev sim demo demo-ui ui-shots live bench up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ install:  ## bootstrap uv (via pip) if missing, then install the locked dependen
 	@# one-day backfill's CPU (docs/BENCHMARKS.md). Only the first sync pays it (~40 s); later ones are instant.
 	@$(UV) sync --frozen --quiet --compile-bytecode
 
-test: install  ## run the whole test suite (the CI command)
+browser:  ## headless Chromium for the live chart test: apt-installed when missing in CI (root), else a hint
+	@bash scripts/ensure_browser.sh
+
+test: install browser  ## run the whole test suite (the CI command)
 	$(PY) pytest
 
 test-core: install  ## only the fast tests of the core (no Dagster runs, no Postgres, no S3)

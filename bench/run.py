@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.common import BENCH_DIR, ScenarioResult, load, machine, now_utc, versions
 
-SCENARIOS = ["backfill_cpu", "long_range", "rate_limits", "read", "storage", "resample"]
+SCENARIOS = ["backfill_cpu", "long_range", "rate_limits", "read", "storage", "resample", "live"]
 RESULTS = BENCH_DIR / "results"
 
 

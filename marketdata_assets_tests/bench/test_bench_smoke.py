@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT))  # the harness lives in bench/, outside the package
 
 from bench import common, plain_backfill  # noqa: E402
-from bench.scenarios import rate_limits, read, resample, storage  # noqa: E402
+from bench.scenarios import live, rate_limits, read, resample, storage  # noqa: E402
 
 
 @pytest.mark.parametrize("scenario", [read, storage, resample])
@@ -27,6 +27,18 @@ def test_in_process_scenarios_run_at_tiny_size(scenario, tmp_path: Path) -> None
     result = scenario.run(tmp_path, 1, quick=True)
     assert result.rows and all(row.project is not None and row.baseline is not None for row in result.rows)
     assert not [n for n in result.notes if "MISMATCH" in n or "rows, the client" in n]
+
+
+def test_live_scenario_runs_at_tiny_size(tmp_path: Path) -> None:
+    """The simulator and the live service on a stepped clock over loopback HTTP, the clients in their
+    own process: every figure is measured, every stepped minute's event arrives."""
+    result = live.run(tmp_path, 1, quick=True)
+    assert all(row.project is not None and row.baseline is not None for row in result.rows)
+    cases = {row.case for row in result.rows}
+    assert {"buffer 1m (100 candles), 8 clients", "minute close -> SSE event received"} <= cases
+    assert any(case.startswith("history 1m") for case in cases)
+    assert any(row.metric == "KB retained" for row in result.rows)
+    assert not [n for n in result.notes if "not received" in n or "no 1m event" in n or "non-200" in n]
 
 
 def test_resample_agrees_with_pandas_on_bins_without_fillers(tmp_path: Path) -> None:
