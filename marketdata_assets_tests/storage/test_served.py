@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,6 +18,7 @@ from marketdata_assets.storage.served import (
     candle_keys,
     months_for_range,
     read_gaps,
+    read_range,
     read_served_candles,
     read_served_dvol,
     write_gap_days,
@@ -166,6 +168,49 @@ def test_range_reads_are_start_inclusive_end_exclusive_across_months(tmp_path):
         "2024-12",
         "2025-01",
     ]
+
+
+def test_range_reads_slice_sorted_months_exactly_like_a_row_filter(tmp_path):
+    """Reads skip row groups by their statistics and slice the edges off the sorted month files: the
+    rows must be exactly those a plain filter-and-sort over every row gives, for any edges."""
+    root = StorageRoot.from_uri(tmp_path)
+    days = [*JAN[-12:], *(date(2024, 2, d) for d in range(1, 13))]  # > one row group per month
+    write_served_days(
+        root, "1m", "binance", "BTCUSDT", {d: minute_candles(d, base=d.day, skip=(7, 8)) for d in days}
+    )
+    everything = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    assert everything["timestamp"].is_monotonic_increasing and len(everything) == 24 * 1438
+    edges = [
+        ("2024-01-20T00:00Z", "2024-02-12T00:00Z"),
+        ("2024-01-25T13:07Z", "2024-02-03T00:00:00.0005Z"),  # sub-ms bounds truncate to the ms
+        ("2024-01-20T00:07Z", "2024-01-20T00:09Z"),  # only skipped minutes: nothing
+        ("2024-01-31T23:59Z", "2024-02-01T00:01Z"),
+        ("2023-12-01T00:00Z", "2024-01-21T00:00Z"),
+    ]
+    for start, end in edges:
+        lo, hi = pd.Timestamp(start).floor("ms"), pd.Timestamp(end).floor("ms")
+        expected = everything[(everything["timestamp"] >= lo) & (everything["timestamp"] < hi)]
+        got = read_served_candles(root, "1m", "binance", "BTCUSDT", pd.Timestamp(start), pd.Timestamp(end))
+        pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_exact=True)
+    only = read_range(root, CANDLES, candle_keys("1m", "binance", "BTCUSDT"), columns=["close", "timestamp"])
+    assert list(only.columns) == ["close", "timestamp"] and len(only) == len(everything)
+
+
+def test_a_month_file_written_out_of_order_by_another_tool_is_read_sorted(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    write_served_days(root, "1m", "binance", "BTCUSDT", {d: minute_candles(d) for d in JAN[:2]})
+    expected = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    path = _month_file(tmp_path)
+    shuffled = pq.read_table(path).to_pandas().sample(frac=1.0, random_state=3)
+    pq.write_table(pa.Table.from_pandas(shuffled, schema=CANDLES.schema, preserve_index=False), path)
+    pd.testing.assert_frame_equal(
+        read_served_candles(root, "1m", "binance", "BTCUSDT"), expected, check_exact=True
+    )
+    start, end = pd.Timestamp("2024-01-01T10:00Z"), pd.Timestamp("2024-01-02T01:00Z")
+    window = expected[(expected["timestamp"] >= start) & (expected["timestamp"] < end)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        read_served_candles(root, "1m", "binance", "BTCUSDT", start, end), window, check_exact=True
+    )
 
 
 def test_dvol_and_gaps_use_the_same_monthly_mechanism(tmp_path):
