@@ -59,6 +59,10 @@ from marketdata_assets.storage.root import (
 
 Prepare = Callable[[pd.DataFrame, Mapping[str, str]], pd.DataFrame]
 
+# Below this many rows a month file is decoded on the calling thread: handing its few pages to the
+# thread pool cost more than decoding them (a month of 1h, 744 rows: 0.8 vs 0.45 ms per file).
+THREADED_READ_ROWS = 20_000
+
 
 @dataclass(frozen=True)
 class MonthlyDataset:
@@ -272,7 +276,12 @@ class MonthlyDataset:
             if not groups:
                 return None
             stored = set(parquet.schema_arrow.names)
-            table = parquet.read_row_groups(groups, columns=[n for n in target.names if n in stored])
+            rows = sum(parquet.metadata.row_group(g).num_rows for g in groups)
+            table = parquet.read_row_groups(
+                groups,
+                columns=[n for n in target.names if n in stored],
+                use_threads=rows >= THREADED_READ_ROWS,
+            )
         table = _conform_columns(table, target)
         if not _strictly_increasing(table.column(self.time_column)):
             table = table.sort_by([(c, "ascending") for c in self.sort_by])
@@ -343,7 +352,7 @@ def _slice_range(table: pa.Table, column: str, lo: int | None, hi: int | None) -
 
 
 def _epoch_ms_of(value: pa.Scalar) -> int:
-    return value.cast(pa.int64()).as_py()
+    return value.value if isinstance(value, pa.TimestampScalar) else value.cast(pa.int64()).as_py()
 
 
 def _strictly_increasing(column: pa.ChunkedArray) -> bool:
