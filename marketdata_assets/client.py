@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from marketdata_assets.frames import symbol_key
 from marketdata_assets.storage import catalog, served
@@ -92,10 +93,11 @@ class MarketDataClient:
         tf = _checked(timeframe, _TIMEFRAME_RE, "timeframe")
         self._require_series(tf, venue, key)
         start, end = _checked_range(start_date, end_date)
-        frame = served.read_served_candles(self.root, tf, venue, key, start, end)
-        if frame.empty:
-            self._require_overlap(served.CANDLES, served.candle_keys(tf, venue, key), start, end)
-        return _indexed(frame, CANDLE_COLUMNS)
+        keys = served.candle_keys(tf, venue, key)
+        table = served.read_range_table(self.root, served.CANDLES, keys, start, end)
+        if table.num_rows == 0:
+            self._require_overlap(served.CANDLES, keys, start, end)
+        return _indexed(table, CANDLE_COLUMNS)
 
     def dvol(
         self,
@@ -117,10 +119,10 @@ class MarketDataClient:
                 f"no DVOL for currency={cur} timeframe={tf} at {self.root}; stored: {listing}"
             )
         start, end = _checked_range(start_date, end_date)
-        frame = served.read_served_dvol(self.root, tf, cur, start, end)
-        if frame.empty:
+        table = served.read_range_table(self.root, served.DVOL, keys, start, end)
+        if table.num_rows == 0:
             self._require_overlap(served.DVOL, keys, start, end)
-        return _indexed(frame, DVOL_COLUMNS)
+        return _indexed(table, DVOL_COLUMNS)
 
     def available(self) -> pd.DataFrame:
         """One row per stored candle series: exchange, symbol, timeframe, first, last (open times,
@@ -189,8 +191,13 @@ class MarketDataClient:
         months = dataset.months(self.root, keys)
         if not months:
             raise MarketDataError(f"no rows stored for {keys} at {self.root}")
-        first = served.read_range(self.root, dataset, keys, *_month_span(months[0]))["timestamp"].min()
-        last = served.read_range(self.root, dataset, keys, *_month_span(months[-1]))["timestamp"].max()
+        only_time = [dataset.time_column]
+        first = served.read_range(self.root, dataset, keys, *_month_span(months[0]), only_time)[
+            "timestamp"
+        ].min()
+        last = served.read_range(self.root, dataset, keys, *_month_span(months[-1]), only_time)[
+            "timestamp"
+        ].max()
         if end <= first or start > last:
             raise MarketDataError(
                 f"no rows for {keys} in [{start.isoformat()}, {end.isoformat()}): "
@@ -262,7 +269,12 @@ def _month_span(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start, start + pd.offsets.MonthBegin(1)
 
 
-def _indexed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    result = frame.set_index("timestamp")[columns]
-    result.index = pd.DatetimeIndex(result.index, name="timestamp").tz_convert("UTC")
-    return result
+def _indexed(table: pa.Table, columns: list[str]) -> pd.DataFrame:
+    """The table's ``columns`` as one pandas conversion, indexed by its ``timestamp`` column
+    (``datetime64[ms, UTC]``); no re-sort and no extra frame copy."""
+    index = pd.DatetimeIndex(
+        table.column("timestamp").to_pandas(coerce_temporal_nanoseconds=False), name="timestamp"
+    )
+    frame = table.select(columns).to_pandas(coerce_temporal_nanoseconds=False)
+    frame.index = index
+    return frame

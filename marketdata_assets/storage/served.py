@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from marketdata_assets.frames import symbol_key as to_symbol_key
 from marketdata_assets.storage import schemas
@@ -56,6 +58,10 @@ from marketdata_assets.storage.root import (
 )
 
 Prepare = Callable[[pd.DataFrame, Mapping[str, str]], pd.DataFrame]
+
+# Below this many rows a month file is decoded on the calling thread: handing its few pages to the
+# thread pool cost more than decoding them (a month of 1h, 744 rows: 0.8 vs 0.45 ms per file).
+THREADED_READ_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -204,17 +210,180 @@ class MonthlyDataset:
         root: StorageRoot,
         keys: Mapping[str, str],
         months: Iterable[str],
-        row_filter: pc.Expression | None = None,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """Rows of the given months (only those files are opened), filtered with pushdown, sorted."""
+        """Rows of the given months with ``start <= time_column < end``, sorted by ``sort_by``; only
+        those month files are opened, each once (so a read racing a rewrite sees one version of it).
+
+        ``columns``: the columns to return (all of ``schema`` when None), in that order.
+
+        Month files are written sorted (:meth:`commit_month`) and hold only their month's rows, so for
+        datasets sorted by their time column the files are read in month order, row groups wholly
+        outside the range are skipped from the footer statistics, the edges are sliced off (no row
+        filter, no sort) and the tables are concatenated as they are; a file found out of order
+        (not written by this module) is sorted instead.
+        """
+        names = list(self.schema.names) if columns is None else list(columns)
+        wanted = pa.schema([self.schema.field(n) for n in names])
         paths = [self.month_path(root, keys, m) for m in sorted(set(months))]
         infos = root.fs.get_file_info(paths) if paths else []
         present = [info.path for info in infos if info.type == pafs.FileType.File]
+        if not self.time_sorted:
+            return self._read_filtered(root, present, start, end, names)
+        read_names = names if self.time_column in names else [*names, self.time_column]
+        target = pa.schema([self.schema.field(n) for n in read_names])
+        parts = [
+            part
+            for path in present
+            if (part := self._read_sorted_file(root, path, start, end, target)) is not None
+        ]
+        if not parts:
+            return wanted.empty_table()
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        edges = [
+            (_epoch_ms_of(p.column(self.time_column)[0]), _epoch_ms_of(p.column(self.time_column)[-1]))
+            for p in parts
+        ]
+        if any(before[1] >= after[0] for before, after in zip(edges, edges[1:], strict=False)):
+            table = table.sort_by([(c, "ascending") for c in self.sort_by])  # months overlap: not ours
+        return table.select(names)
+
+    @property
+    def time_sorted(self) -> bool:
+        """True when rows are stored in ``time_column`` order (so ranges are contiguous slices)."""
+        return self.sort_by[:1] == (self.time_column,)
+
+    def _read_sorted_file(
+        self,
+        root: StorageRoot,
+        path: str,
+        start: pd.Timestamp | None,
+        end: pd.Timestamp | None,
+        target: pa.Schema,
+    ) -> pa.Table | None:
+        """One month file's rows in ``[start, end)``, as ``target`` (None when it has none, or is gone)."""
+        lo = None if start is None else _epoch_ms(start)
+        hi = None if end is None else _epoch_ms(end)
+        try:
+            source = root.fs.open_input_file(path)
+        except FileNotFoundError:  # the month was emptied (and removed) since it was listed
+            return None
+        with source:
+            parquet = pq.ParquetFile(source)
+            groups = _row_groups_overlapping(parquet.metadata, self.time_column, lo, hi)
+            if not groups:
+                return None
+            stored = set(parquet.schema_arrow.names)
+            rows = sum(parquet.metadata.row_group(g).num_rows for g in groups)
+            table = parquet.read_row_groups(
+                groups,
+                columns=[n for n in target.names if n in stored],
+                use_threads=rows >= THREADED_READ_ROWS,
+            )
+        table = _conform_columns(table, target)
+        if not _strictly_increasing(table.column(self.time_column)):
+            table = table.sort_by([(c, "ascending") for c in self.sort_by])
+        return _slice_range(table, self.time_column, lo, hi)
+
+    def _read_filtered(
+        self,
+        root: StorageRoot,
+        present: list[str],
+        start: pd.Timestamp | None,
+        end: pd.Timestamp | None,
+        names: list[str],
+    ) -> pa.Table:
+        """Datasets not stored in time order (gaps): filter with pushdown, then sort."""
+        wanted = pa.schema([self.schema.field(n) for n in names])
         if not present:
-            return self.schema.empty_table()
+            return wanted.empty_table()
         dataset = ds.dataset(present, schema=self.schema, format="parquet", filesystem=root.fs)
-        table = dataset.to_table(filter=row_filter)
-        return table.sort_by([(c, "ascending") for c in self.sort_by])
+        scan = [*names, *(c for c in self.sort_by if c not in names)]
+        table = dataset.to_table(columns=scan, filter=_time_filter(self.time_column, start, end))
+        return table.sort_by([(c, "ascending") for c in self.sort_by]).select(names)
+
+
+def _epoch_ms(stamp: pd.Timestamp) -> int:
+    """A UTC timestamp as epoch milliseconds, truncated: the stored resolution, and what comparing
+    with a ``timestamp[ms]`` scalar (:func:`_time_filter`) does."""
+    return pd.Timestamp(stamp).value // 1_000_000
+
+
+def _row_groups_overlapping(
+    metadata: pq.FileMetaData, column: str, lo: int | None, hi: int | None
+) -> list[int]:
+    """Row groups that may hold ``lo <= column < hi`` (epoch ms), from their min/max statistics; every
+    group whose statistics are missing or not plain int64 milliseconds is kept."""
+    groups = list(range(metadata.num_row_groups))
+    if lo is None and hi is None:
+        return groups
+    schema = metadata.schema
+    index = next((i for i in range(len(schema)) if schema.column(i).path == column), None)
+    if index is None:
+        return groups
+    logical = schema.column(index).logical_type
+    if schema.column(index).physical_type != "INT64" or '"timeUnit":"milliseconds"' not in logical.to_json():
+        return groups
+    kept = []
+    for group in groups:
+        stats = metadata.row_group(group).column(index).statistics
+        known = stats is not None and stats.has_min_max
+        if known and ((hi is not None and stats.min_raw >= hi) or (lo is not None and stats.max_raw < lo)):
+            continue
+        kept.append(group)
+    return kept
+
+
+def _slice_range(table: pa.Table, column: str, lo: int | None, hi: int | None) -> pa.Table | None:
+    """The rows of a time-sorted table with ``lo <= column < hi`` (epoch ms): a zero-copy slice, or
+    None when there are none."""
+    if table.num_rows == 0:
+        return None
+    times = table.column(column)
+    first, last = _epoch_ms_of(times[0]), _epoch_ms_of(times[-1])
+    if (lo is None or first >= lo) and (hi is None or last < hi):
+        return table
+    values = times.to_numpy().view("int64")
+    begin = 0 if lo is None else int(np.searchsorted(values, lo, side="left"))
+    stop = len(values) if hi is None else int(np.searchsorted(values, hi, side="left"))
+    return table.slice(begin, stop - begin) if begin < stop else None
+
+
+def _epoch_ms_of(value: pa.Scalar) -> int:
+    return value.value if isinstance(value, pa.TimestampScalar) else value.cast(pa.int64()).as_py()
+
+
+def _strictly_increasing(column: pa.ChunkedArray) -> bool:
+    """True when ``column`` (integers or timestamps) has no nulls and strictly increases row to row."""
+    if column.null_count:
+        return False
+    previous = None
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        values = chunk.to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "M":
+            values = values.view("int64")
+        if (previous is not None and values[0] <= previous) or not (values[1:] > values[:-1]).all():
+            return False
+        previous = values[-1]
+    return True
+
+
+def _conform_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns and types (files of an older layout may lack a
+    column, which then reads as nulls, or store a type differently)."""
+    if table.schema.equals(schema):
+        return table
+    arrays = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _drop_partition_columns(frame: pd.DataFrame, keys: Mapping[str, str], where: str) -> pd.DataFrame:
@@ -342,14 +511,16 @@ def _time_filter(column: str, start: pd.Timestamp | None, end: pd.Timestamp | No
     return expression
 
 
-def read_range(
+def read_range_table(
     root: StorageRoot,
     dataset: MonthlyDataset,
     keys: Mapping[str, str],
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Rows with ``start <= time_column < end`` (UTC); only the month files of the range are opened."""
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Rows with ``start <= time_column < end`` (UTC) as an Arrow table, sorted; only the month files
+    of the range are opened. ``columns``: which columns, in that order (default: all)."""
     start = None if start is None else pd.Timestamp(start).tz_convert("UTC")
     end = None if end is None else pd.Timestamp(end).tz_convert("UTC")
     if start is not None and end is not None:
@@ -361,8 +532,19 @@ def read_range(
             if (start is None or m >= month_of(start.date()))
             and (end is None or pd.Timestamp(parse_month(m), tz="UTC") < end)
         ]
-    table = dataset.read(root, keys, months, _time_filter(dataset.time_column, start, end))
-    return frame_from_table(table)
+    return dataset.read(root, keys, months, start, end, columns)
+
+
+def read_range(
+    root: StorageRoot,
+    dataset: MonthlyDataset,
+    keys: Mapping[str, str],
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """:func:`read_range_table` as a frame (``time_column`` a column, not the index)."""
+    return frame_from_table(read_range_table(root, dataset, keys, start, end, columns))
 
 
 def read_served_candles(

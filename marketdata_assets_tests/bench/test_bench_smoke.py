@@ -41,6 +41,11 @@ def test_live_scenario_runs_at_tiny_size(tmp_path: Path) -> None:
     assert not [n for n in result.notes if "not received" in n or "no 1m event" in n or "non-200" in n]
 
 
+def test_storage_is_lossless_for_every_reader(tmp_path: Path) -> None:
+    result = storage.run(tmp_path, 1, quick=True)
+    assert all(case["lossless"].startswith("all ") for case in result.samples["bytes"].values())
+
+
 def test_resample_agrees_with_pandas_on_bins_without_fillers(tmp_path: Path) -> None:
     result = resample.run(tmp_path, 1, quick=True)
     assert all(c["same_bins"] and c["bins_without_filler_equal"] for c in result.samples["check"].values())

@@ -8,15 +8,18 @@ from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from marketdata_assets.client import MarketDataClient
 from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets.storage.served import (
     CANDLES,
     candle_keys,
     months_for_range,
     read_gaps,
+    read_range,
     read_served_candles,
     read_served_dvol,
     write_gap_days,
@@ -166,6 +169,139 @@ def test_range_reads_are_start_inclusive_end_exclusive_across_months(tmp_path):
         "2024-12",
         "2025-01",
     ]
+
+
+def test_range_reads_slice_sorted_months_exactly_like_a_row_filter(tmp_path):
+    """Reads skip row groups by their statistics and slice the edges off the sorted month files: the
+    rows must be exactly those a plain filter-and-sort over every row gives, for any edges."""
+    root = StorageRoot.from_uri(tmp_path)
+    days = [*JAN[-12:], *(date(2024, 2, d) for d in range(1, 13))]  # > one row group per month
+    write_served_days(
+        root, "1m", "binance", "BTCUSDT", {d: minute_candles(d, base=d.day, skip=(7, 8)) for d in days}
+    )
+    everything = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    assert everything["timestamp"].is_monotonic_increasing and len(everything) == 24 * 1438
+    edges = [
+        ("2024-01-20T00:00Z", "2024-02-12T00:00Z"),
+        ("2024-01-25T13:07Z", "2024-02-03T00:00:00.0005Z"),  # sub-ms bounds truncate to the ms
+        ("2024-01-20T00:07Z", "2024-01-20T00:09Z"),  # only skipped minutes: nothing
+        ("2024-01-31T23:59Z", "2024-02-01T00:01Z"),
+        ("2023-12-01T00:00Z", "2024-01-21T00:00Z"),
+    ]
+    for start, end in edges:
+        lo, hi = pd.Timestamp(start).floor("ms"), pd.Timestamp(end).floor("ms")
+        expected = everything[(everything["timestamp"] >= lo) & (everything["timestamp"] < hi)]
+        got = read_served_candles(root, "1m", "binance", "BTCUSDT", pd.Timestamp(start), pd.Timestamp(end))
+        pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_exact=True)
+    only = read_range(root, CANDLES, candle_keys("1m", "binance", "BTCUSDT"), columns=["close", "timestamp"])
+    assert list(only.columns) == ["close", "timestamp"] and len(only) == len(everything)
+
+
+def test_a_month_file_written_out_of_order_by_another_tool_is_read_sorted(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    write_served_days(root, "1m", "binance", "BTCUSDT", {d: minute_candles(d) for d in JAN[:2]})
+    expected = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    path = _month_file(tmp_path)
+    shuffled = pq.read_table(path).to_pandas().sample(frac=1.0, random_state=3)
+    pq.write_table(pa.Table.from_pandas(shuffled, schema=CANDLES.schema, preserve_index=False), path)
+    pd.testing.assert_frame_equal(
+        read_served_candles(root, "1m", "binance", "BTCUSDT"), expected, check_exact=True
+    )
+    start, end = pd.Timestamp("2024-01-01T10:00Z"), pd.Timestamp("2024-01-02T01:00Z")
+    window = expected[(expected["timestamp"] >= start) & (expected["timestamp"] < end)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        read_served_candles(root, "1m", "binance", "BTCUSDT", start, end), window, check_exact=True
+    )
+
+
+# How month files were written before the size-oriented encodings (atomic.parquet_options): pyarrow's
+# dictionary for every column, statistics on every column, zstd level 3, the Arrow schema stored.
+PREVIOUS_LAYOUT = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "row_group_size": 10_080,
+    "write_statistics": True,
+    "store_schema": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+}
+
+
+def _encodings(path) -> dict[str, set[str]]:
+    metadata = pq.ParquetFile(path).metadata
+    found: dict[str, set[str]] = {}
+    for group in range(metadata.num_row_groups):
+        for i in range(metadata.num_columns):
+            column = metadata.row_group(group).column(i)
+            found.setdefault(column.path_in_schema, set()).update(column.encodings)
+    return found
+
+
+def test_month_files_of_the_previous_layout_are_read_and_upgraded_by_a_rewrite(tmp_path):
+    root = StorageRoot.from_uri(tmp_path)
+    days = {d: minute_candles(d, base=0.00002853 + d.day * 1e-8) for d in JAN[:3]}
+    write_served_days(root, "1m", "binance", "BTCUSDT", days)
+    current = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    path = _month_file(tmp_path)
+    assert "DELTA_BINARY_PACKED" in _encodings(path)["timestamp"]
+    assert "RLE_DICTIONARY" not in _encodings(path)["close"]
+    assert b"ARROW:schema" not in (pq.ParquetFile(path).metadata.metadata or {})
+
+    pq.write_table(pq.read_table(path), path, **PREVIOUS_LAYOUT)  # as the previous writer left it
+    assert "RLE_DICTIONARY" in _encodings(path)["close"] and "RLE_DICTIONARY" in _encodings(path)["timestamp"]
+    old = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    pd.testing.assert_frame_equal(old, current, check_exact=True)
+    client = MarketDataClient(root=root)
+    window = client.get_historical_data("BTCUSDT", "binance", "1m", "2024-01-02T10:00", "2024-01-03")
+    assert len(window) == 14 * 60 and window.index[0] == pd.Timestamp("2024-01-02T10:00Z")
+
+    # rewriting one day upgrades the whole month file; the other days come back bit for bit
+    replacement = minute_candles(JAN[1], base=7.0)
+    write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[1]: replacement})
+    assert "DELTA_BINARY_PACKED" in _encodings(path)["timestamp"]
+    assert "RLE_DICTIONARY" not in _encodings(path)["close"]
+    upgraded = read_served_candles(root, "1m", "binance", "BTCUSDT")
+    untouched = upgraded["timestamp"].dt.date != JAN[1]
+    pd.testing.assert_frame_equal(
+        upgraded[untouched].reset_index(drop=True),
+        current[current["timestamp"].dt.date != JAN[1]].reset_index(drop=True),
+        check_exact=True,
+    )
+    assert upgraded.loc[~untouched, "close"].to_numpy().tobytes() == replacement["close"].to_numpy().tobytes()
+
+
+def test_prices_and_volumes_read_back_bit_for_bit_by_any_parquet_reader(tmp_path):
+    """Lossless without our code: pyarrow, pandas, DuckDB and Polars all decode the stored float64
+    values to the exact bits written (including values with no short decimal form)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    frame = minute_candles(JAN[0])
+    for column in ("open", "high", "low", "close", "volume"):
+        frame[column] = np.round(rng.lognormal(-10, 3, len(frame)), 8)
+    frame.loc[::7, "volume"] = rng.random(len(frame[::7]))  # arbitrary doubles, full mantissa
+    frame.loc[3, "volume"] = 0.0
+    frame.loc[4, "close"] = 5e-324  # the smallest subnormal
+    root = StorageRoot.from_uri(tmp_path)
+    write_served_days(root, "1m", "binance", "BTCUSDT", {JAN[0]: frame})
+    path = str(_month_file(tmp_path))
+    columns = ["open", "high", "low", "close", "volume"]
+    want = frame[columns].to_numpy().view("uint64")
+    readers = {
+        "pyarrow": pq.read_table(path).to_pandas()[columns].to_numpy(),
+        "pandas": pd.read_parquet(path)[columns].to_numpy(),
+        "duckdb": duckdb.sql(
+            f"SELECT {', '.join(columns)} FROM read_parquet('{path}') ORDER BY timestamp"
+        ).fetchnumpy(),
+    }
+    readers["duckdb"] = np.column_stack([readers["duckdb"][c] for c in columns])
+    polars = pytest.importorskip("polars")
+    readers["polars"] = polars.read_parquet(path).sort("timestamp").select(columns).to_numpy()
+    for name, got in readers.items():
+        assert got.dtype == np.float64, name
+        assert np.array_equal(got.view("uint64"), want), name
+    stamps = duckdb.sql(f"SELECT epoch_ms(timestamp) FROM read_parquet('{path}') ORDER BY 1").fetchnumpy()
+    assert np.array_equal(list(stamps.values())[0], frame["timestamp"].astype("int64").to_numpy())
 
 
 def test_dvol_and_gaps_use_the_same_monthly_mechanism(tmp_path):
