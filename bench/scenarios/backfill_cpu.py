@@ -7,6 +7,10 @@ Dagster's step processes count), wall is ``perf_counter``. From the two sizes: m
 (symbol, day) = (cpu_big - cpu_small) / (90 - 1), fixed cost = cpu_small - marginal.
 Each project run gets a fresh data root (a backfill of days not yet stored); the Dagster instance is
 created once per scenario by an untimed warm-up run of each side, which also warms the page cache.
+
+A third side, ``bench/dagster_floor.py``, runs Dagster alone in the same shape (the same partitioned assets
+and day checks, runs of 31 days per symbol, in-process, SQLite) with empty bodies: its marginal CPU per
+symbol-day is what Dagster's bookkeeping costs whatever our code does; the project's minus it is ours.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.common import (
+    PYTHON,
     Row,
     ScenarioResult,
     Simulator,
@@ -42,7 +47,8 @@ def sizes(quick: bool) -> dict[str, tuple[int, int]]:
 def run(workdir: Path, repeats: int, quick: bool = False) -> ScenarioResult:
     result = ScenarioResult(NAME, repeats=repeats)
     cases = sizes(quick)
-    samples: dict[str, dict[str, list[dict]]] = {c: {"project": [], "plain": []} for c in cases}
+    sides = ("project", "plain", "dagster")
+    samples: dict[str, dict[str, list[dict]]] = {c: {side: [] for side in sides} for c in cases}
     with timed_load(result), Simulator(workdir, limits=False) as sim:
         n = 0
 
@@ -58,6 +64,10 @@ def run(workdir: Path, repeats: int, quick: bool = False) -> ScenarioResult:
                 )
                 env = project_env(settings, workdir / "dagster_home", workdir / "limits")
                 cmd = backfill_cmd(VENUE, syms, START, end, raw_only=False)
+            elif side == "dagster":  # Dagster alone in the same shape, bodies empty (bench/dagster_floor.py)
+                env = None
+                cmd = [PYTHON, "-m", "bench.dagster_floor", "--symbols", str(symbols), "--days", str(days)]
+                cmd += ["--start", START.isoformat(), "--home", str(workdir / "dagster_floor_home")]
             else:
                 env, cmd = None, plain_cmd(sim.url, VENUE, syms, START, end, run_dir / "out")
             before = sim.stats()[VENUE]["requests"]
@@ -75,12 +85,12 @@ def run(workdir: Path, repeats: int, quick: bool = False) -> ScenarioResult:
                     }
                 )
 
-        one("project", "warmup", 1, 1, record=False)
-        one("plain", "warmup", 1, 1, record=False)
+        for side in sides:
+            one(side, "warmup", 1, 1, record=False)
         for _ in range(repeats):
             for case, (symbols, days) in cases.items():
-                one("project", case, symbols, days, record=True)
-                one("plain", case, symbols, days, record=True)
+                for side in sides:
+                    one(side, case, symbols, days, record=True)
 
     med = {
         case: {
@@ -96,7 +106,7 @@ def run(workdir: Path, repeats: int, quick: bool = False) -> ScenarioResult:
     (small, (s1, d1)), (big, (s2, d2)) = list(cases.items())
     units = s2 * d2 - s1 * d1
     marginal, fixed = {}, {}
-    for side in ("project", "plain"):
+    for side in sides:
         c1, c2 = med[small][side]["cpu_s"], med[big][side]["cpu_s"]
         marginal[side] = (c2 - c1) / units
         fixed[side] = c1 - marginal[side] * s1 * d1
@@ -109,6 +119,17 @@ def run(workdir: Path, repeats: int, quick: bool = False) -> ScenarioResult:
             marginal["project"],
             marginal["plain"],
             "plain ccxt+pandas",
+        )
+    )
+    result.rows.append(
+        Row(
+            NAME,
+            "marginal",
+            "CPU s per symbol-day",
+            "s",
+            marginal["project"],
+            marginal["dagster"],
+            "Dagster alone, same assets+checks",
         )
     )
     result.rows.append(

@@ -73,9 +73,12 @@ def _conflict_table(old: pd.DataFrame, new: pd.DataFrame, differs: pd.DataFrame)
 
 
 def _empty_conflicts(frame: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
-    table = pd.DataFrame({"timestamp": frame["timestamp"].iloc[:0]})
+    """The conflicts table with no rows (built in one constructor: column-by-column assignment cost ~15 ms
+    per day, the common case)."""
+    columns: dict[str, pd.Series] = {"timestamp": frame["timestamp"].iloc[:0].reset_index(drop=True)}
     for column in value_columns:
-        table[f"old_{column}"] = frame[column].iloc[:0]
-        table[f"new_{column}"] = frame[column].iloc[:0]
-    table["changed"] = pd.Series([], dtype="object")
-    return table.reset_index(drop=True)
+        empty = frame[column].iloc[:0].reset_index(drop=True)
+        columns[f"old_{column}"] = empty
+        columns[f"new_{column}"] = empty
+    columns["changed"] = pd.Series([], dtype="object")
+    return pd.DataFrame(columns)

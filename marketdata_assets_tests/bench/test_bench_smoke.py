@@ -18,7 +18,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT))  # the harness lives in bench/, outside the package
 
-from bench import common, plain_backfill  # noqa: E402
+from bench import common, dagster_floor, plain_backfill  # noqa: E402
 from bench.scenarios import live, rate_limits, read, resample, storage  # noqa: E402
 
 
@@ -59,6 +59,25 @@ def test_plain_baseline_writes_a_day_per_timeframe(tmp_path: Path, shared_simula
 
     assert len(pd.read_parquet(tmp_path / "1m" / "binance" / "BTCUSDT" / f"{day}.parquet")) == 1440
     assert len(pd.read_parquet(tmp_path / "1h" / "binance" / "BTCUSDT" / f"{day}.parquet")) == 24
+
+
+def test_dagster_floor_records_every_partition_of_its_shape(tmp_path: Path) -> None:
+    from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    assert dagster_floor.main(["--symbols", "2", "--days", "2", "--home", str(tmp_path)]) == 0
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path)))
+    for path in (["floor", "ohlcv_1m_raw"], ["floor", "gaps"], ["floor", "ohlcv_1d"]):
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(path)), limit=10
+        ).records
+        assert sorted(r.partition_key for r in records) == [
+            "2024-03-01|SYM0",
+            "2024-03-01|SYM1",
+            "2024-03-02|SYM0",
+            "2024-03-02|SYM1",
+        ]
+    assert len(instance.get_runs()) == 2  # one run per symbol, as marketdata backfill plans them
 
 
 def test_meter_counts_the_whole_tree(tmp_path: Path) -> None:
