@@ -39,6 +39,8 @@ DVOL_COLUMNS = ["open", "high", "low", "close", "filled"]
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9]{2,15}(/[A-Za-z0-9]{2,10})?$")
 _EXCHANGE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _TIMEFRAME_RE = re.compile(r"^[0-9]{1,4}[smhdwM]$")
+# a date string is read one way only: ISO 8601, a date or a datetime (naive = UTC, or with an offset)
+_ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 _CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,10}$")
 
 DateLike = str | date | datetime | pd.Timestamp
@@ -244,6 +246,11 @@ def _utc(value: Any, what: str) -> pd.Timestamp:
     if isinstance(value, bool) or not isinstance(value, str | date | datetime | pd.Timestamp):
         raise MarketDataError(
             f"{what}: expected an ISO date string, date, datetime or pd.Timestamp, got {value!r}"
+        )
+    if isinstance(value, str) and not _ISO_RE.fullmatch(value):
+        raise MarketDataError(
+            f"{what}: cannot parse {value[:40]!r} as an ISO date (YYYY-MM-DD or "
+            "YYYY-MM-DDTHH:MM[:SS][+HH:MM]; naive = UTC)"
         )
     try:
         stamp = pd.Timestamp(value)

@@ -455,6 +455,8 @@ def config_path(env: str | None = None) -> Path:
 def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> LoadedSettings:
     """Read and validate a config file (default: the one the environment selects)."""
     env = os.environ if environ is None else environ
+    if path is not None and "\x00" in str(path):
+        raise SettingsError(f"{str(path)!r}: a settings file path cannot contain a NUL byte")
     file = Path(path).expanduser().resolve() if path is not None else config_path()
     if not file.is_file():
         available = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))) or "none"

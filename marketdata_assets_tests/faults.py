@@ -30,6 +30,13 @@ FAULT_TESTS: dict[str, str] = {
     "dagster/test_raw_ingestion_e2e.py::test_a_failing_venue_fails_only_its_own_partitions": "venue down",
     "venues/test_shared_limits_e2e.py::test_three_concurrent_runs_stay_within_the_venues_limits": "venue 429",
     "live/test_live_e2e.py::test_a_venue_outage_then_recovery_leaves_no_silent_hole": "venue down (live)",
+    "venues/test_wire_bounds.py::test_a_hostile_retry_after_is_capped_or_ignored_with_a_log_line": "Retry-After bounds",  # noqa: E501
+    "venues/test_wire_bounds.py::test_a_ban_with_an_absurd_retry_after_fails_at_once_and_blocks_no_longer_than_the_cap": "ban bound",  # noqa: E501
+    "venues/test_wire_bounds.py::test_an_unexpected_status_code_is_retried_or_fails_at_once_naming_it": "status codes",  # noqa: E501
+    "venues/test_wire_bounds.py::test_timestamps_years_ahead_or_before_the_venue_existed_are_dropped_and_skip_nothing": "timestamps",  # noqa: E501
+    "venues/test_wire_bounds.py::test_a_page_far_larger_than_asked_is_refused_before_any_row_is_kept": "page size",  # noqa: E501
+    "venues/test_wire_bounds.py::test_retry_policy_caps_hold_for_every_failure_kind": "wait caps",
+    "venues/test_ccxt_venue.py::test_malformed_rows_fail_naming_what_was_wrong": "non-numeric fields",
     # data faults
     "quality/test_fault_modes.py::test_page_overlap_duplicates_are_identical_and_collapse": "duplicates",
     "dagster/test_raw_ingestion_e2e.py::test_page_boundary_duplicates_are_kept_and_counted": "duplicates",
@@ -65,6 +72,8 @@ FAULT_TESTS: dict[str, str] = {
     "objectstore/test_s3_lock.py::test_an_unreachable_lock_database_is_an_error_not_a_downgrade": "S3 lock db down",
     "objectstore/test_s3_storage.py::test_a_missing_bucket_is_a_clear_error": "S3 bucket missing",
     "live/test_live_e2e.py::test_a_restart_resumes_without_duplicates": "live restart",
+    "live/test_live_kill.py::test_kill_9_of_the_live_service_then_a_restart_loses_and_repeats_nothing": "kill -9 live",  # noqa: E501
+    "deploy/test_postgres_network_cut.py::test_a_network_cut_to_postgres_mid_backfill_is_retried_and_the_run_completes_losing_nothing": "Postgres cut",  # noqa: E501
     # bad input at every entry point
     "test_backfill_messages.py::test_an_empty_list_option_is_an_error_naming_it": "CLI",
     "dagster/test_raw_ingestion_e2e.py::test_today_or_later_is_refused_with_a_clear_message": "CLI/today",
@@ -79,6 +88,11 @@ FAULT_TESTS: dict[str, str] = {
     "live/test_live_e2e.py::test_the_api_checks_every_name_and_speaks_json_csv_and_arrow": "live API",
     "simulator/test_replay_formats.py::test_refuses_with_one_clear_error": "replay files",
     "simulator/test_server_cli.py::test_cli_refuses_non_loopback_and_bad_specs": "simulator CLI",
+    "test_entry_points_bad_input.py::test_marketdata_backfill_refuses_bad_input_with_one_error_and_changes_nothing": "CLI backfill",  # noqa: E501
+    "test_entry_points_bad_input.py::test_marketdata_serve_refuses_bad_flags_before_fetching_anything": "CLI serve",
+    "test_entry_points_bad_input.py::test_marketdata_replay_refuses_bad_input_and_publishes_nothing": "CLI replay",
+    "test_entry_points_bad_input.py::test_market_data_client_refuses_bad_arguments_with_one_error": "client",
+    "test_entry_points_bad_input.py::test_the_live_api_refuses_bad_path_and_query_parameters_and_serves_on": "live API",  # noqa: E501
     # load
     "storage/test_read_race.py::test_readers_never_fail_while_months_are_rewritten": "readers during writes",
     "storage/test_read_race.py::test_eight_concurrent_client_readers_during_rewrites_all_get_whole_months": "8 readers",

@@ -80,7 +80,7 @@ def test_dvol_keys_order_currency_first(settings) -> None:
         ({"venues": ["kraken"]}, r"unknown venue kraken; configured: binance, bybit, okx, deribit"),
         (
             {"symbols": ["DOGE/USDT"]},
-            r"symbol DOGEUSDT is not configured .*configured: BTC/USDT, ETH/USDT, SOL/USDT",
+            r"symbol 'DOGE/USDT' is not configured .*configured: BTC/USDT, ETH/USDT, SOL/USDT",
         ),
         (
             {"start": date(2024, 2, 5), "end": date(2024, 2, 1)},

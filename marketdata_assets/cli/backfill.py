@@ -209,8 +209,9 @@ def plan_backfill(
         ]
     if wanted is not None and wanted - matched:
         configured = sorted({s for v in settings.venues.values() for s in v.symbols})
+        typed = [repr(s) for s in symbols or () if symbol_key(s) not in matched]  # as the user wrote them
         raise BackfillError(
-            f"symbol {', '.join(sorted(wanted - matched))} is not configured for {', '.join(chosen)}; "
+            f"symbol {', '.join(typed)} is not configured for {', '.join(chosen)}; "
             f"configured: {', '.join(configured)}"
         )
     if not runs:

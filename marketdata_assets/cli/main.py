@@ -80,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _day(text: str) -> date:
+    """``YYYY-MM-DD`` only (``date.fromisoformat`` would also take ``20240305``: one spelling, one
+    meaning)."""
     try:
+        if len(text) != 10 or text[4] != "-" or text[7] != "-":
+            raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
@@ -96,8 +100,15 @@ def _comma_list(text: str) -> list[str]:
     return list(dict.fromkeys(parts))
 
 
-def _backfill(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def _backfill(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr  # at call time: redirected streams are honoured
     if args.config:
+        if "\x00" in args.config:  # os.environ and Path refuse it with a bare ValueError
+            print(
+                f"marketdata backfill: {args.config!r}: a settings file path cannot contain a NUL byte",
+                file=err,
+            )
+            return EXIT_USAGE
         os.environ["MARKETDATA_CONFIG"] = str(Path(args.config).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
     from marketdata_assets.cli.backfill import (

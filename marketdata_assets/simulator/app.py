@@ -128,6 +128,8 @@ class SimulatorApp:
                 reply = html_error_page(fault.status or 502)
             else:  # http_error, or drop outside uvicorn
                 reply = api.error_reply(fault.status or 500, sim)
+                if fault.retry_after is not None:
+                    reply.headers["Retry-After"] = fault.retry_after
             sim.stats.status(venue, reply.status)
             await _send(send, reply, head_only)
             return

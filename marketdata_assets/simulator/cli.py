@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 FAULT_HELP = """\
 fault specs (--fault, repeatable):  VENUE:KIND[:key=value,...]
   VENUE   binance | bybit | okx | deribit | *
-  KIND    http500 (any httpNNN; or http:status=NNN)  slow (delay=SECONDS, default 30)
+  KIND    http500 (any httpNNN; or http:status=NNN; retry_after=TEXT: that Retry-After header, as given)
+          slow (delay=SECONDS, default 30)
           drop (close the connection)  truncate (keep=0.5 of the body)  html (status=502)
           maintenance (the venue's 503 maintenance answer)
           duplicates (rows=1, mode=edge|inside)  out_of_order  invalid (what=high_lt_low|negative_volume|nan, rows=1)

@@ -22,7 +22,9 @@ accepts:
 Kinds:
 
 ==================  =====================================================================================
-``http500`` ...     HTTP 5xx with an empty-ish JSON body; ``http:status=502`` for any status
+``http500`` ...     HTTP 5xx with an empty-ish JSON body; ``http:status=502`` for any status;
+                    ``retry_after=TEXT`` adds ``Retry-After: TEXT`` verbatim (hostile values too:
+                    ``-5``, ``abc``, ``inf``, ``1e9``)
 ``slow``            answer after ``delay=SECONDS`` (default 30: past a client timeout)
 ``drop``            close the connection without any response
 ``truncate``        send the headers and ``keep=0.5`` of the body, then close
@@ -84,6 +86,7 @@ class Fault:
     start_ms: int | None = None
     end_ms: int | None = None
     status: int | None = None  # http: 500, html: 502 unless given
+    retry_after: str | None = None  # http: a Retry-After header sent as given
     delay_s: float = 30.0
     keep: float = 0.5
     rows: int = 1
@@ -190,7 +193,7 @@ def parse_fault(spec: str) -> Fault:
             key, value = key.strip().lower(), value.strip()
             if not sep or not key:
                 raise ValueError(f"fault parameter {item!r} in {spec!r} is not key=value")
-            if key in ("symbol", "endpoint", "mode", "what"):
+            if key in ("symbol", "endpoint", "mode", "what", "retry_after"):
                 kwargs[key] = value
             elif key in ("rate", "factor", "keep"):
                 kwargs[key] = _number(key, value, float)

@@ -16,8 +16,9 @@ okx      GET /api/v5/market/         100     ``type=HistoryCandles`` (ccxt would
                                              (both exclusive)
 =======  ==========================  ======  =====================================================
 
-After a page the cursor moves one minute past the newest row received; after an empty page it
-jumps to the window end, so a multi-hour outage costs one request per page-width and never ends
+After a page the cursor moves one minute past the newest row received inside the asked window (a row
+from outside it, e.g. a timestamp years ahead, moves nothing); after an empty page it jumps to the
+window end, so a multi-hour outage costs one request per page-width and never ends
 pagination early. The loop stops once the cursor passes the last candle that can be closed.
 
 ccxt sorts each page ascending but also filters it (rows before ``since``, rows whose timestamp
@@ -37,6 +38,7 @@ rate-limit / ban answer blocks the venue for all processes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +63,7 @@ from marketdata_assets.venues.retry import (
     RetryExhausted,
     RetryPolicy,
     call_with_retry,
+    checked_wait,
     parse_retry_after,
 )
 
@@ -122,6 +125,11 @@ WIRES: dict[str, CandleWire] = {
 # limit window, so the retry lands in a fresh window instead of earning Bybit's 403 ban.
 RATE_LIMIT_WAIT_S = {"binance": 1.0, "bybit": 5.0, "okx": 2.0}
 
+# A venue answers at most ``limit`` rows (a few more at a page edge when pages overlap); a page over
+# twice that is not an answer to what was asked and is refused as malformed before any row is kept
+# (the raw layer stores rows as returned, duplicates included).
+MAX_PAGE_FACTOR = 2
+
 
 def closed_horizon_ms(day_end_ms: int, now_ms: int) -> int:
     """Exclusive upper bound of open times that are closed candles of the day at ``now_ms``."""
@@ -130,10 +138,12 @@ def closed_horizon_ms(day_end_ms: int, now_ms: int) -> int:
 
 
 def next_cursor(cursor: int, window_end: int, timestamps: Sequence[int]) -> int:
-    """Where the next page starts: one minute past the newest row, or the window end after an
-    empty page (or a page holding nothing at or after the cursor) -- always strictly forward."""
-    newest = max(timestamps, default=None)
-    if newest is None or newest < cursor:
+    """Where the next page starts: one minute past the newest row of the asked window
+    ``[cursor, window_end)``, or the window end after a page holding nothing in it -- always strictly
+    forward, never past the window. A row the venue sent from outside the window (a timestamp years
+    in the future, or before the venue existed) moves nothing: it cannot make the loop skip minutes."""
+    newest = max((t for t in timestamps if cursor <= t < window_end), default=None)
+    if newest is None:
         return window_end
     return newest + MINUTE_MS
 
@@ -400,6 +410,13 @@ class CcxtCandleSource:
         if raw_rows is None:
             shape = "no JSON body" if body is None else f"unexpected JSON {str(body)[:120]!r}"
             raise MalformedResponseError(self.venue, symbol, day, f"kline answer has {shape}")
+        if len(raw_rows) > MAX_PAGE_FACTOR * self.page_limit:
+            raise MalformedResponseError(
+                self.venue,
+                symbol,
+                day,
+                f"page holds {len(raw_rows)} rows, more than {MAX_PAGE_FACTOR} x the {self.page_limit} asked for",
+            )
         market = self._exchange.market(symbol)
         parsed = []
         for raw in raw_rows:
@@ -498,9 +515,11 @@ class CcxtCandleSource:
         for key, value in headers.items():
             if key.lower() == "x-bapi-limit-reset-timestamp":
                 try:
-                    return max(float(value) / 1000.0 - self._clock(), 0.0)
+                    reset_s = float(value) / 1000.0
                 except ValueError:
-                    return None
+                    reset_s = math.nan
+                wait = checked_wait(reset_s, f"X-Bapi-Limit-Reset-Timestamp {str(value)[:40]!r}")
+                return None if wait is None else max(wait - self._clock(), 0.0)
         return None
 
 

@@ -18,6 +18,12 @@ MALFORMED     non-JSON, truncated or mis-shaped body: retry ``max_malformed_retr
 PERMANENT     bad symbol / bad request / unknown venue error: fail at once
 ============  ==========================================================================
 
+Every value a venue sends that changes timing is bounded: a ``Retry-After`` (or reset timestamp) that
+is negative, not finite or not a number is treated as absent, with a log line; a rate-limit wait is
+capped at ``max_retry_after_s``, and what one answer may block the venue for in every process at
+``max_ban_s`` (both logged when they bite). No sleep here is ever longer than
+``max(max_retry_after_s, max_ban_wait_s, max_delay_s)``.
+
 Every retry counts against ``max_retries`` and every wait against ``total_budget_s``; when either
 runs out the last error is raised as :class:`RetryExhausted`, which the sources turn into a
 :class:`~marketdata_assets.venues.base.VenueError` naming venue, instrument and day. An attempt
@@ -27,6 +33,8 @@ that the shared limiter refuses because another process recorded a ban longer th
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import threading
 import time
@@ -39,6 +47,7 @@ from typing import TypeVar
 from marketdata_assets.venues.limiter import SharedLimiter, VenueBlocked
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class FailureKind(StrEnum):
@@ -68,10 +77,17 @@ class RetryPolicy:
     total_budget_s: float = 300.0  # waits + attempt time of one call before giving up
     max_ban_wait_s: float = 180.0  # longest ban (Retry-After of a 418/403) we are willing to sit out
     max_malformed_retries: int = 2
+    # a rate-limit answer (429) asks for the rest of the venue's window (<= 60 s on every venue we
+    # know): a longer Retry-After is capped here, so a hostile or broken header cannot park a run
+    max_retry_after_s: float = 300.0
+    # the longest block one ban answer may record for every process (Binance's longest IP ban: 3 days)
+    max_ban_s: float = 3 * 86_400.0
 
     def __post_init__(self) -> None:
         if self.max_retries < 0 or self.max_malformed_retries < 0:
             raise ValueError("retry counts must be >= 0")
+        if not self.max_retry_after_s > 0 or not self.max_ban_s > 0:
+            raise ValueError("max_retry_after_s and max_ban_s must be > 0")
         if self.base_delay_s < 0 or self.max_delay_s < self.base_delay_s:
             raise ValueError("need 0 <= base_delay_s <= max_delay_s")
         if self.total_budget_s <= 0 or self.max_ban_wait_s < 0:
@@ -89,8 +105,33 @@ class RetryPolicy:
         """How long to wait before retrying ``failure`` (retry number ``retry``, 0-based)."""
         jitter = self.backoff(retry, rng)
         if failure.kind in (FailureKind.RATE_LIMITED, FailureKind.BANNED) and failure.retry_after_s:
-            return max(float(failure.retry_after_s), jitter)
+            asked = float(failure.retry_after_s)
+            cap = self.max_retry_after_s if failure.kind is FailureKind.RATE_LIMITED else self.max_ban_wait_s
+            if asked > cap:
+                log.warning(
+                    "%s: the venue asked to wait %.1fs; waiting the cap of %.1fs instead",
+                    failure.detail,
+                    asked,
+                    cap,
+                )
+                asked = cap
+            return max(asked, jitter)
         return jitter
+
+    def block_for(self, failure: Failure, default_s: float) -> float:
+        """How long one rate-limit / ban answer blocks the venue for every process: what it asked
+        (``default_s`` when it asked nothing), capped at ``max_retry_after_s`` / ``max_ban_s``."""
+        seconds = failure.retry_after_s if failure.retry_after_s is not None else default_s
+        cap = self.max_ban_s if failure.kind is FailureKind.BANNED else self.max_retry_after_s
+        if seconds > cap:
+            log.warning(
+                "%s: the venue asked to block for %.1fs; blocking for the cap of %.1fs",
+                failure.detail,
+                seconds,
+                cap,
+            )
+            return cap
+        return seconds
 
 
 class RetryExhausted(Exception):
@@ -197,9 +238,11 @@ def call_with_retry(
 def _share_limit_answer(limiter: SharedLimiter, failure: Failure, policy: RetryPolicy) -> None:
     """Tell every process about a rate-limit or ban answer, before deciding whether to retry."""
     if failure.kind is FailureKind.BANNED:
-        seconds = failure.retry_after_s or limiter.budget.ban_s
+        seconds = (
+            policy.block_for(failure, limiter.budget.ban_s) if failure.retry_after_s else limiter.budget.ban_s
+        )
     elif failure.kind is FailureKind.RATE_LIMITED:
-        seconds = failure.retry_after_s if failure.retry_after_s is not None else policy.base_delay_s
+        seconds = policy.block_for(failure, policy.base_delay_s)
     else:
         return
     if seconds and seconds > 0:
@@ -209,7 +252,11 @@ def _share_limit_answer(limiter: SharedLimiter, failure: Failure, policy: RetryP
 def parse_retry_after(
     headers: Mapping[str, str] | None, now: Callable[[], float] = time.time
 ) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else ``None``."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else ``None``.
+
+    A value that is negative, not finite (``inf``, ``nan``) or neither a number nor an HTTP date is
+    treated as absent, with a log line; a date in the past means 0. Capping a long wait is the
+    policy's job (:meth:`RetryPolicy.delay_for`, :meth:`RetryPolicy.block_for`)."""
     if not headers:
         return None
     value = None
@@ -220,16 +267,27 @@ def parse_retry_after(
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return checked_wait(seconds, f"Retry-After {value[:40]!r}")
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        moment = None
     if moment is None:
+        log.warning("ignoring Retry-After %r: neither seconds nor an HTTP date", value[:40])
         return None
     return max(moment.timestamp() - now(), 0.0)
+
+
+def checked_wait(seconds: float, what: str) -> float | None:
+    """``seconds`` a venue asked to wait, or ``None`` (with a log line) when it is negative or not finite."""
+    if not math.isfinite(seconds) or seconds < 0:
+        log.warning("ignoring %s: not a finite wait >= 0", what)
+        return None
+    return seconds
 
 
 class Pacer:
