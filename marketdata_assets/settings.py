@@ -196,7 +196,7 @@ class QualitySettings(_Strict):
     price_jump_threshold: float = Field(
         default=0.1,
         gt=0,
-        description="Relative change between consecutive closes that the continuity check warns about.",
+        description="Relative change between consecutive closes that the continuity rule (check complete) warns about.",
     )
     max_quarantined_rows: int = Field(
         default=0,
@@ -211,7 +211,7 @@ class QualitySettings(_Strict):
         default=0.5,
         ge=0,
         le=1,
-        description="The completeness check fails a day when more than this share of its minutes had "
+        description="The completeness rule (check complete) fails a day when more than this share of its minutes had "
         "no trade (omitted or zero-volume filler); outages and quarantined minutes always fail it.",
     )
     max_staleness_hours: float = Field(

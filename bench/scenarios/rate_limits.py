@@ -37,7 +37,7 @@ DEFAULT_REPEATS = 1
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 DVOL = ["BTC", "ETH"]
 START = date(2024, 3, 1)
-DAYS = 3
+DAYS = 30  # the size: the OKX history-candles floor is ~2 min, so fixed costs do not hide the ratio
 SAFETY = 0.8
 # venue -> (rows per page, cost per candle request, limit, window_s) of the venue's main bucket
 BUDGETS = {
