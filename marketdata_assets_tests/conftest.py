@@ -40,6 +40,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).relative_to(here).parts
         if parts[0] in INTEGRATION_FOLDERS or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.integration)
+    # Longest first: the suite runs on pytest-xdist workers (pyproject addopts), which take tests in
+    # this order; the end-to-end tests (subprocesses, daemons: 10-90 s each) start at once and the
+    # thousand quick ones fill in around them, instead of one long test starting last and running alone.
+    # A stable sort: within each tier, files and tests keep their order.
+    items.sort(key=_run_tier)
+
+
+def _run_tier(item: pytest.Item) -> int:
+    if item.get_closest_marker("e2e"):
+        return 0
+    return 1 if item.get_closest_marker("integration") else 2
 
 
 @pytest.fixture(autouse=True)
