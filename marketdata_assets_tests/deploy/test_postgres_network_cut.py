@@ -16,7 +16,10 @@ docs/RELIABILITY.md.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +37,6 @@ from marketdata_assets.storage.root import StorageRoot
 from marketdata_assets_tests.deploy.team import (
     PgServer,
     TeamHome,
-    environment,
     make_team_home,
     write_sim_config,
 )
@@ -122,6 +124,53 @@ CUT_S = 2.0  # cut this long after the first refused connection; dagster-postgre
 DAYS = [date(2024, 3, d) for d in range(1, 4)]
 
 
+def _child(settings_path: str) -> None:
+    """The backfill, in a process of its own (``python -c``): prints one JSON line with its end state.
+
+    A process, not a thread of the test: a run blocked on the cut connection cannot outlive the test
+    (it is killed), and its Dagster log handlers never share locks with the next test's logging setup.
+    """
+    import json
+    import sys
+
+    instance = DagsterInstance.get()
+    try:
+        result = _backfill(load_settings(settings_path, environ={}), instance)
+        failures = [e.message for e in result.all_events if e.is_failure]
+        print(json.dumps({"success": result.success, "run_id": result.run_id, "failures": failures}))
+    finally:
+        with contextlib.suppress(Exception):
+            instance.dispose()
+    sys.stdout.flush()
+
+
+def _start(settings_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    code = f"from {__name__} import _child; _child({str(settings_path)!r})"
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(child: subprocess.Popen, timeout: float) -> dict:
+    import json
+
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, err = child.communicate()
+        raise AssertionError(
+            f"the run hung on the cut connection for {timeout:.0f} s:\n{err[-2000:]}"
+        ) from None
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    assert child.returncode == 0 and lines, f"backfill process exited {child.returncode}:\n{err[-2000:]}"
+    return json.loads(lines[-1])
+
+
 def _backfill(settings, instance: DagsterInstance) -> object:  # noqa: ANN001
     defs = build_definitions(settings)
     asset = next(a for a in defs.assets if KEY in getattr(a, "keys", ()))
@@ -159,65 +208,41 @@ def test_a_network_cut_to_postgres_mid_backfill_is_retried_and_the_run_completes
         tmp_path / "home", PgServer(pg_server.host, proxy.port, pg_server.user), scratch_database
     )
     sim = make_simulator(seed=9, limits_enabled=False, faults=["binance:slow:endpoint=klines,delay=0.4"])
-    settings = load_settings(
-        write_sim_config(tmp_path / "settings.yaml", sim.url, tmp_path / "data"), environ={}
-    )
-    root = StorageRoot.from_uri(settings.storage_root)
+    settings_path = write_sim_config(tmp_path / "settings.yaml", sim.url, tmp_path / "data")
+    root = StorageRoot.from_uri(load_settings(settings_path, environ={}).storage_root)
 
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        with environment(home.env):
-            instance = DagsterInstance.get()
-            try:
-                outcome["result"] = _backfill(settings, instance)
-            except Exception as exc:  # noqa: BLE001 - the end state is what the test checks
-                outcome["error"] = exc
-            finally:
-                with contextlib.suppress(Exception):
-                    instance.dispose()
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    deadline = time.monotonic() + 60
+    child = _start(settings_path, home.env)
+    deadline = time.monotonic() + 120
     while not _step_started(direct):
-        assert time.monotonic() < deadline and worker.is_alive(), outcome
+        assert time.monotonic() < deadline and child.poll() is None, child.poll()
         time.sleep(0.05)
     time.sleep(0.5)  # the step is fetching its first pages (6 pages x 0.4 s)
     proxy.cut()  # every connection reset, new ones refused until the run has tried to write
     bite = time.monotonic() + 15
-    while proxy.refused == 0 and worker.is_alive() and time.monotonic() < bite:
+    while proxy.refused == 0 and child.poll() is None and time.monotonic() < bite:
         time.sleep(0.05)
     time.sleep(CUT_S)  # and for a while after: its connection retries keep failing
     proxy.restore()
-    worker.join(timeout=60)
-    assert not worker.is_alive(), "the run hung on the cut connection"
-    assert "error" not in outcome, outcome
-    result = outcome["result"]
-    assert result.success, [e.message for e in result.all_events if e.is_failure]  # retried, completed
+    result = _finish(child, timeout=120)
+    assert result["success"], result["failures"]  # retried, completed
     assert proxy.refused >= 1  # the cut bit: the run's writes were refused while it lasted
 
     # the end state, read around the proxy: every day whole, the run SUCCESS, nothing left STARTED
     assert {d: len(read_raw_candles(root, "binance", "BTCUSDT", d)) for d in DAYS} == dict.fromkeys(
         DAYS, 1440
     )
-    assert direct.sql("SELECT status FROM runs WHERE run_id = %s", [result.run_id]) == [("SUCCESS",)]
+    assert direct.sql("SELECT status FROM runs WHERE run_id = %s", [result["run_id"]]) == [("SUCCESS",)]
     assert direct.sql("SELECT run_id FROM runs WHERE status IN ('STARTED', 'STARTING')") == []
     partitions = direct.sql(
         "SELECT DISTINCT partition FROM event_logs WHERE run_id = %s "
         "AND dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY partition",
-        [result.run_id],
+        [result["run_id"]],
     )
     assert partitions == [(f"{d}|BTCUSDT",) for d in DAYS]
 
     # and the next backfill of the same range completes over the restored link, changing nothing
     before = {d: read_raw_candles(root, "binance", "BTCUSDT", d) for d in DAYS}
-    with environment(home.env):
-        instance = DagsterInstance.get()
-        try:
-            again = _backfill(settings, instance)
-        finally:
-            instance.dispose()
-    assert again.success
+    again = _finish(_start(settings_path, home.env), timeout=120)
+    assert again["success"], again["failures"]
     for d in DAYS:
         assert read_raw_candles(root, "binance", "BTCUSDT", d).equals(before[d])
