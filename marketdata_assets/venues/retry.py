@@ -105,17 +105,8 @@ class RetryPolicy:
         """How long to wait before retrying ``failure`` (retry number ``retry``, 0-based)."""
         jitter = self.backoff(retry, rng)
         if failure.kind in (FailureKind.RATE_LIMITED, FailureKind.BANNED) and failure.retry_after_s:
-            asked = float(failure.retry_after_s)
             cap = self.max_retry_after_s if failure.kind is FailureKind.RATE_LIMITED else self.max_ban_wait_s
-            if asked > cap:
-                log.warning(
-                    "%s: the venue asked to wait %.1fs; waiting the cap of %.1fs instead",
-                    failure.detail,
-                    asked,
-                    cap,
-                )
-                asked = cap
-            return max(asked, jitter)
+            return max(_capped(failure, float(failure.retry_after_s), cap, "wait", "waiting"), jitter)
         return jitter
 
     def block_for(self, failure: Failure, default_s: float) -> float:
@@ -123,15 +114,22 @@ class RetryPolicy:
         (``default_s`` when it asked nothing), capped at ``max_retry_after_s`` / ``max_ban_s``."""
         seconds = failure.retry_after_s if failure.retry_after_s is not None else default_s
         cap = self.max_ban_s if failure.kind is FailureKind.BANNED else self.max_retry_after_s
-        if seconds > cap:
-            log.warning(
-                "%s: the venue asked to block for %.1fs; blocking for the cap of %.1fs",
-                failure.detail,
-                seconds,
-                cap,
-            )
-            return cap
-        return seconds
+        return _capped(failure, seconds, cap, "block for", "blocking for")
+
+
+def _capped(failure: Failure, seconds: float, cap: float, asked_to: str, doing: str) -> float:
+    """``seconds`` a venue asked for, at most ``cap`` (said in the log when it asked for more)."""
+    if seconds > cap:
+        log.warning(
+            "%s: the venue asked to %s %.1fs; %s the cap of %.1fs instead",
+            failure.detail,
+            asked_to,
+            seconds,
+            doing,
+            cap,
+        )
+        return cap
+    return seconds
 
 
 class RetryExhausted(Exception):
