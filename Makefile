@@ -31,7 +31,7 @@ test: install browser  ## run the whole test suite (the CI command)
 test-core: install  ## only the fast tests of the core (no Dagster runs, no Postgres, no S3)
 	$(PY) pytest -m "not integration"
 
-faults: install  ## the fault matrix: every test that proves a fault case (docs/RELIABILITY.md), ~5 min
+faults: install  ## the fault matrix: every test that proves a fault case (docs/RELIABILITY.md), ~2 min
 	$(PY) pytest -m faults
 
 lint: install  ## ruff lint + format check
