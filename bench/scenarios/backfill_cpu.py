@@ -110,28 +110,11 @@ def run(workdir: Path, repeats: int, quick: bool = False) -> ScenarioResult:
         c1, c2 = med[small][side]["cpu_s"], med[big][side]["cpu_s"]
         marginal[side] = (c2 - c1) / units
         fixed[side] = c1 - marginal[side] * s1 * d1
-    result.rows.append(
-        Row(
-            NAME,
-            "marginal",
-            "CPU s per symbol-day",
-            "s",
-            marginal["project"],
-            marginal["plain"],
-            "plain ccxt+pandas",
+    for baseline, label in (("plain", "plain ccxt+pandas"), ("dagster", "Dagster alone, same assets+checks")):
+        per_day = "CPU s per symbol-day"
+        result.rows.append(
+            Row(NAME, "marginal", per_day, "s", marginal["project"], marginal[baseline], label)
         )
-    )
-    result.rows.append(
-        Row(
-            NAME,
-            "marginal",
-            "CPU s per symbol-day",
-            "s",
-            marginal["project"],
-            marginal["dagster"],
-            "Dagster alone, same assets+checks",
-        )
-    )
     result.rows.append(
         Row(NAME, "fixed", "CPU s per backfill", "s", fixed["project"], fixed["plain"], "plain ccxt+pandas")
     )

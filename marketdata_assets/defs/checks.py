@@ -73,9 +73,9 @@ RULE_DESCRIPTIONS = {
 BLOCKING_GROUP = "valid"
 
 
-def check_description(group: str, rules: tuple[str, ...] | None = None) -> str:
+def check_description(group: str) -> str:
     """A grouped check's description: each of its rules and what it checks."""
-    return "; ".join(f"{rule}: {RULE_DESCRIPTIONS[rule]}" for rule in rules or CHECK_GROUPS[group])
+    return "; ".join(f"{rule}: {RULE_DESCRIPTIONS[rule]}" for rule in CHECK_GROUPS[group])
 
 
 Outcomes = dict[str, CheckOutcome]
@@ -148,12 +148,13 @@ def build_dvol_checks(settings: LoadedSettings) -> list:
     @multi_asset_check(
         specs=[
             AssetCheckSpec(
-                "valid",
+                group,
                 asset=DVOL_RAW_KEY,
                 partitions_def=partitions,
                 blocking=False,  # rows that fail are left out of the served DVOL; a broken day fails it
-                description=check_description("valid").replace("minute alignment", "second alignment"),
+                description=check_description(group).replace("minute alignment", "second alignment"),
             )
+            for group in names
         ],
         name="deribit_dvol_raw_checks",
     )

@@ -116,14 +116,10 @@ def finish(
     """
     failed = [r for r in results if not r.ok]
     if not failed:
-        ranged = len(results) > 1
         for result in results:
             for key in keys:
                 metadata = to_metadata(result.metadata.get(key, {}))
-                if ranged:
-                    context.add_asset_metadata(metadata, asset_key=key, partition_key=result.partition_key)
-                else:
-                    context.add_asset_metadata(metadata, asset_key=key)
+                context.add_asset_metadata(metadata, asset_key=key, partition_key=result.partition_key)
         for key in keys:
             yield MaterializeResult(asset_key=key)
         return
