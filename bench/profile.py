@@ -68,7 +68,8 @@ def profile(name: str, cmd: list[str], env: dict[str, str], workdir: Path, bound
     raw = workdir / f"{name}.raw"
     log = (workdir / f"{name}.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    spy = [sys.executable, "-m", "py_spy"] if shutil.which("py-spy") is None else ["py-spy"]
+    # py-spy's binary sits beside the interpreter (.venv/bin) even when the venv is not on PATH
+    spy = [shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"]
     spy += ["record", "--pid", str(proc.pid), "--subprocesses", "--idle", "--rate", "50", "--format", "raw"]
     spy += ["--output", str(raw), "--nonblocking"]
     if bound_s:
