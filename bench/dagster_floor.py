@@ -3,16 +3,20 @@
 The same partitioned assets and checks as ``refresh_<venue>`` (raw 1m; validated 1m + gaps; 5m, 15m, 1h,
 4h, 1d; two checks on raw and two on validated, one evaluation per partition each), bodies that do nothing
 but attach one number per partition, executed like ``marketdata backfill`` executes: in-process
-``execute_job`` runs of at most 31 days per symbol, on a SQLite instance. ``backfill_cpu`` runs it
+``execute_job`` runs of at most 31 days per symbol, on the project's embedded SQLite instance
+(``dagster_home/dagster.yaml``; ``--storage stock`` for Dagster's own SQLite storage). ``backfill_cpu`` runs it
 beside the project and the plain script: the project's marginal CPU per symbol-day minus this one is what
 our own code costs; this one is what Dagster's bookkeeping costs (docs/BENCHMARKS.md).
 
     python -m bench.dagster_floor --symbols 3 --days 30 --home /tmp/floor-home
+    python -m bench.dagster_floor --symbols 3 --days 30 --home /tmp/floor-stock --storage stock
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
@@ -122,12 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--start", type=date.fromisoformat, default=START)
     parser.add_argument("--home", type=Path, required=True, help="the SQLite instance's directory")
+    parser.add_argument(
+        "--storage",
+        choices=["embedded", "stock"],
+        default="embedded",
+        help="embedded: the project's dagster_home/dagster.yaml (pooled SQLite engines); stock: Dagster's own",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     from dagster._core.instance.ref import InstanceRef  # an instance in a directory of our choice
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     args.home.mkdir(parents=True, exist_ok=True)
+    config = args.home / "dagster.yaml"
+    if args.storage == "embedded":
+        shutil.copyfile(Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml", config)
+        os.environ["DAGSTER_HOME"] = str(args.home.resolve())  # the config's base_dir
+    else:
+        config.write_text("telemetry:\n  enabled: false\n")  # storage: Dagster's default SQLite
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(args.home)))
     first = args.start
     last_day = args.start + timedelta(days=args.days - 1)
