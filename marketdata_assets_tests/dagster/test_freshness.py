@@ -39,7 +39,8 @@ def test_a_stale_symbol_is_named_and_a_fresh_one_passes(tmp_path: Path, simulato
         assert run(
             settings, keys, f"{yesterday}|BTCUSDT", f"{yesterday}|BTCUSDT", instance, checks=False
         ).success
-        assert run(settings, keys, "2024-03-05|ETHUSDT", "2024-03-05|ETHUSDT", instance, checks=False).success
+        eth = run(settings, keys, "2024-03-05|ETHUSDT", "2024-03-05|ETHUSDT", instance, checks=False)
+        assert eth.success
         result = materialize(
             [*defs.assets, *checks],
             selection=AssetSelection.checks(*[c for d in checks for c in d.check_keys]),
@@ -47,6 +48,10 @@ def test_a_stale_symbol_is_named_and_a_fresh_one_passes(tmp_path: Path, simulato
             instance=instance,
         )
     okx = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] == "okx")
+    # the evaluation judges okx/ohlcv_1m's latest materialisation (the UI shows it as current)
+    assert (
+        okx.target_materialization_data is not None and okx.target_materialization_data.run_id == eth.run_id
+    )
     assert not okx.passed and okx.severity.value == "WARN"
     assert "1 of 2 series stale: okx ETHUSDT: newest candle 2024-03-05T23:59:00+00:00" in okx.description
     rows = {r.data["series"]: r.data for r in okx.metadata["series"].value.records}
@@ -54,6 +59,7 @@ def test_a_stale_symbol_is_named_and_a_fresh_one_passes(tmp_path: Path, simulato
     others = [e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] != "okx"]
     # series never served are listed, not judged: their checks pass
     assert others and all("nothing served yet" in e.description and e.passed for e in others)
+    assert all(e.target_materialization_data is None for e in others)  # never materialised
 
 
 def test_the_hourly_schedule_targets_only_the_freshness_checks(tmp_path: Path, simulator) -> None:
