@@ -36,19 +36,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+# Private Dagster API: subclassing Dagster's SQLite storages keeps their files, schema and migrations;
+# pinned by marketdata_assets_tests/dagster/test_sqlite_storage.py and the exact dagster pin.
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
     SqliteEventLogStorageWatchdog,
 )
+
+# Private Dagster API: the run and schedule storages, as above (test_sqlite_storage.py).
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+
+# Private Dagster API: the composite storage and its directory layout (test_sqlite_storage.py).
 from dagster._core.storage.sqlite_storage import (
     DagsterSqliteStorage,
     _event_logs_directory,
     _runs_directory,
     _schedule_directory,
 )
+
+# Private Dagster API: the configurable-class data every storage carries (test_sqlite_storage.py).
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
@@ -135,8 +144,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
-        from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
-
         with self._db_lock:
             conn_string = self.conn_string_for_shard(shard)
             engines = self._index_engines if shard == INDEX_SHARD_NAME else self._run_engines
