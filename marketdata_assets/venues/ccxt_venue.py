@@ -24,7 +24,8 @@ pagination early. The loop stops once the cursor passes the last candle that can
 ccxt sorts each page ascending but also filters it (rows before ``since``, rows whose timestamp
 does not parse, rows beyond ``limit`` are silently dropped). To keep the raw layer "as returned"
 -- page-boundary duplicates included, malformed rows caught instead of vanishing -- the rows are
-re-read from the page's JSON (``last_json_response``) with the venue's own ``parse_ohlcv``,
+re-read from the page's JSON (``last_json_response``), each with what the venue's own
+``parse_ohlcv`` made of it (kept by a hook while ccxt parsed the page, so no row is parsed twice),
 validated, and sorted stably by open time. Duplicates are kept (the quality layer dedupes) and
 counted; rows outside the day and still-open candles (``open_time + 1m > now``) are dropped and
 counted. ccxt is imported when the first source is built, not when this module is.
