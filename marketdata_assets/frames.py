@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 MINUTE_MS = 60_000
@@ -30,6 +31,23 @@ DVOL_COLUMNS = ["timestamp", *PRICE_COLUMNS]
 def candles_from_rows(rows: Iterable[Sequence[float]]) -> pd.DataFrame:
     """Build a candle frame from ``[open_time_ms, open, high, low, close, volume]`` rows (ccxt's shape)."""
     return _frame(rows, CANDLE_COLUMNS)
+
+
+def candles_from_parsed_rows(rows: Sequence[Sequence[float]]) -> pd.DataFrame:
+    """:func:`candles_from_rows` for rows of exactly ``[int open_time_ms, float x 5]`` (what a
+    venue source stores): the same frame, built column by column with NumPy instead of through a
+    row-wise DataFrame (a day: 3.4 -> 1.0 ms)."""
+    n = len(rows)
+    stamps = pd.Series(np.fromiter((r[0] for r in rows), dtype=np.int64, count=n))
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(stamps, unit="ms", utc=True).astype(TIMESTAMP_DTYPE),
+            **{
+                column: np.fromiter((r[i] for r in rows), dtype=np.float64, count=n)
+                for i, column in enumerate(CANDLE_COLUMNS[1:], start=1)
+            },
+        }
+    )
 
 
 def dvol_from_rows(rows: Iterable[Sequence[float]]) -> pd.DataFrame:

@@ -247,11 +247,27 @@ def table_from_frame(frame: pd.DataFrame, schema: pa.Schema, *, what: str) -> pa
             raise ValueError(
                 f"{what}: column {f.name!r} has dtype {frame[f.name].dtype}; expected tz-aware UTC timestamps"
             )
-    try:
-        table = pa.Table.from_pandas(frame[names], schema=schema, preserve_index=False, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: cannot convert to the storage schema: {exc}") from None
+    table = _columns_to_table(frame, schema) if frame.columns.is_unique else None
+    if table is None:
+        try:
+            table = pa.Table.from_pandas(frame[names], schema=schema, preserve_index=False, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{what}: cannot convert to the storage schema: {exc}") from None
     return table.replace_schema_metadata(None)
+
+
+def _columns_to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table | None:
+    """What ``pa.Table.from_pandas(frame[names], schema=schema, safe=True)`` builds, column by column
+    with the same ``pa.array`` call it makes, without its per-call costs (copying the frame, a thread
+    pool per frame, the pandas metadata): ~5x faster on a day's frame. ``None`` whenever a column does
+    not convert cleanly: the caller then runs ``from_pandas`` itself, for its exact error."""
+    try:
+        arrays = [pa.array(frame[f.name], type=f.type, from_pandas=True, safe=True) for f in schema]
+    except Exception:  # noqa: BLE001 - any failure is reported by the from_pandas path
+        return None
+    if any(not f.nullable and a.null_count for f, a in zip(schema, arrays, strict=True)):
+        return None
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def frame_from_table(table: pa.Table) -> pd.DataFrame:

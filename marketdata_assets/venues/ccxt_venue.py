@@ -24,7 +24,8 @@ pagination early. The loop stops once the cursor passes the last candle that can
 ccxt sorts each page ascending but also filters it (rows before ``since``, rows whose timestamp
 does not parse, rows beyond ``limit`` are silently dropped). To keep the raw layer "as returned"
 -- page-boundary duplicates included, malformed rows caught instead of vanishing -- the rows are
-re-read from the page's JSON (``last_json_response``) with the venue's own ``parse_ohlcv``,
+re-read from the page's JSON (``last_json_response``), each with what the venue's own
+``parse_ohlcv`` made of it (kept by a hook while ccxt parsed the page, so no row is parsed twice),
 validated, and sorted stably by open time. Duplicates are kept (the quality layer dedupes) and
 counted; rows outside the day and still-open candles (``open_time + 1m > now``) are dropped and
 counted. ccxt is imported when the first source is built, not when this module is.
@@ -46,7 +47,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from marketdata_assets.frames import MINUTE_MS, candles_from_rows, day_bounds_ms
+from marketdata_assets.frames import MINUTE_MS, candles_from_parsed_rows, day_bounds_ms
 from marketdata_assets.venues.base import (
     FetchResult,
     FetchStats,
@@ -181,6 +182,22 @@ def validate_row(parsed: Sequence[Any], raw: Any, min_fields: int) -> str | None
     return None
 
 
+def clean_row(parsed: Sequence[Any], raw: Any, min_fields: int) -> list[Any] | None:
+    """``parsed`` as a stored row when it is plainly fine (a list of at least ``min_fields``, an ``int``
+    open time on a minute, five ``float`` values): what :func:`validate_row` accepts and the
+    ``[int, float x 5]`` it becomes, without its per-value checks. ``None``: ask :func:`validate_row`."""
+    if type(raw) is not list or len(raw) < min_fields or len(parsed) < 6:
+        return None
+    ts, o, h, low, c, v = parsed[:6]
+    if type(ts) is not int or ts % MINUTE_MS:
+        return None
+    if type(o) is not float or type(h) is not float or type(low) is not float:
+        return None
+    if type(c) is not float or type(v) is not float:
+        return None
+    return [ts, o, h, low, c, v]
+
+
 class CcxtCandleSource:
     """Closed 1-minute candles of one spot symbol for one UTC day, from Binance, Bybit or OKX.
 
@@ -236,8 +253,11 @@ class CcxtCandleSource:
         self._last_status: int | None = None
         self._last_headers: Mapping[str, str] | None = None
         self._last_url: str = ""
+        # (raw row, market, parsed row) for each row ccxt parsed in the current page's fetch_ohlcv
+        self._parsed_by_ccxt: list[tuple[Any, Any, Any]] = []
         self._install_response_hook()
         self._install_limiter_hook()
+        self._install_parse_hook()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -308,7 +328,7 @@ class CcxtCandleSource:
             venue=self.venue,
             instrument=symbol,
             day=day,
-            frame=candles_from_rows(closed),
+            frame=candles_from_parsed_rows(closed),
             stats=stats,
             open_candles_dropped=len(in_day) - len(closed),
             rows_outside_day=len(rows) - len(in_day),
@@ -354,6 +374,20 @@ class CcxtCandleSource:
 
         self._exchange.fetch = fetch
 
+    def _install_parse_hook(self) -> None:
+        """Keep what ccxt's ``parse_ohlcv`` makes of each row of a page: ``_rows_of_last_page`` reads the
+        same rows from the page's JSON and would otherwise parse each one a second time. ccxt sorts and
+        filters its own result (which we do not use), but parses every row first, in order."""
+        original = self._exchange.parse_ohlcv
+        parsed = self._parsed_by_ccxt
+
+        def parse_ohlcv(ohlcv: Any, market: Any = None) -> Any:
+            row = original(ohlcv, market)
+            parsed.append((ohlcv, market, row))
+            return row
+
+        self._exchange.parse_ohlcv = parse_ohlcv
+
     def _ensure_markets(self, symbol: str | None, day: date | None) -> None:
         """Load the venue's markets once; a failure names the symbol/day that needed them."""
         if self._markets_loaded:
@@ -375,6 +409,7 @@ class CcxtCandleSource:
     ) -> list[list[Any]]:
         def attempt() -> list[list[Any]]:
             self._exchange.last_json_response = None
+            self._parsed_by_ccxt.clear()
             self._exchange.fetch_ohlcv(
                 symbol,
                 TIMEFRAME,
@@ -418,20 +453,38 @@ class CcxtCandleSource:
                 f"page holds {len(raw_rows)} rows, more than {MAX_PAGE_FACTOR} x the {self.page_limit} asked for",
             )
         market = self._exchange.market(symbol)
+        by_ccxt = self._parsed_of(raw_rows, market)
+        min_fields = self.wire.min_fields
         parsed = []
-        for raw in raw_rows:
-            try:
-                row = self._exchange.parse_ohlcv(raw, market)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is a malformed row
-                raise MalformedResponseError(
-                    self.venue, symbol, day, f"unparseable row {raw!r:.120}", exc
-                ) from exc
-            problem = validate_row(row, raw, self.wire.min_fields)
-            if problem:
-                raise MalformedResponseError(self.venue, symbol, day, problem)
-            parsed.append([int(row[0]), *(float(v) for v in row[1:6])])
+        for i, raw in enumerate(raw_rows):
+            if by_ccxt is not None:
+                row = by_ccxt[i]
+            else:
+                try:
+                    row = self._exchange.parse_ohlcv(raw, market)
+                except Exception as exc:  # noqa: BLE001 - any parse failure is a malformed row
+                    raise MalformedResponseError(
+                        self.venue, symbol, day, f"unparseable row {raw!r:.120}", exc
+                    ) from exc
+            clean = clean_row(row, raw, min_fields)
+            if clean is None:
+                problem = validate_row(row, raw, min_fields)
+                if problem:
+                    raise MalformedResponseError(self.venue, symbol, day, problem)
+                clean = [int(row[0]), *(float(v) for v in row[1:6])]
+            parsed.append(clean)
         parsed.sort(key=lambda r: r[0])  # stable: duplicates keep their order
         return parsed
+
+    def _parsed_of(self, raw_rows: Any, market: Any) -> list[Any] | None:
+        """ccxt's parse of exactly these row objects with this market, in order, or None."""
+        recorded = self._parsed_by_ccxt
+        if not isinstance(raw_rows, list) or len(recorded) != len(raw_rows):
+            return None
+        for (raw, used, _), row in zip(recorded, raw_rows, strict=True):
+            if raw is not row or used is not market:
+                return None
+        return [row for _, _, row in recorded]
 
     def _call(self, fn: Callable[[], Any], stats: FetchStats) -> Any:
         def counted() -> Any:

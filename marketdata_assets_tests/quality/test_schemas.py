@@ -252,3 +252,58 @@ def test_dvol_duplicates_fail_only_the_validated_model() -> None:
     df = pd.concat([dvol_day(60_000, 3), dvol_day(60_000, 1)], ignore_index=True)
     assert validate_candles(df, DAY, model=RawDvol).ok
     assert validate_candles(df, DAY, model=DvolCandles).in_category(DUPLICATES).failing_rows == {0, 3}
+
+
+def _broken_frames(base: pd.DataFrame) -> list[pd.DataFrame]:
+    """``base`` broken every way a rule (or a frame-level check) can see, one frame each."""
+    out = []
+    numeric = [c for c in ("open", "high", "low", "close", "volume") if c in base.columns]
+    for column in numeric:
+        for value in (np.nan, np.inf, -np.inf, 0.0, -1.0, 1e9, 1e-9):
+            out.append(with_value(column, 2, value)(base.copy()))
+        out.append(base.drop(columns=[column]))
+        out.append(base.astype({column: "float32"}))
+        out.append(base.astype({column: "object"}))
+    step = int(base["timestamp"].diff().iloc[1] / pd.Timedelta(milliseconds=1))
+    for offset in (1, 999, 30_000, -step, 0, step * 10**6):
+        out.append(with_timestamp_ms(2, START_MS + 2 * step + offset)(base.copy()))
+    stamps = base.copy()
+    stamps.loc[2, "timestamp"] = pd.NaT
+    out.append(stamps)
+    out.append(pd.concat([base, base.iloc[[1]]], ignore_index=True))  # a duplicate, out of order
+    out.append(pd.concat([base.iloc[[0]], base], ignore_index=True))  # a duplicate, in order
+    out.append(base.iloc[::-1])
+    out.append(base.drop(columns=["timestamp"]))
+    out.append(base.assign(timestamp=base["timestamp"].dt.tz_localize(None)))
+    out.append(base.assign(timestamp=base["timestamp"].astype("datetime64[ns, UTC]")))
+    out.append(base.assign(timestamp=base["timestamp"].dt.tz_convert("Europe/Paris")))
+    out.append(pd.concat([base, base[["open"]]], axis=1))  # a column twice
+    return out
+
+
+@pytest.mark.parametrize("model", [RawCandles, ValidatedCandles, RawDvol, DvolCandles])
+def test_the_fast_path_vouches_only_for_frames_pandera_passes(model: type) -> None:
+    """``validate_candles`` skips Pandera for frames it can prove pass; it must never skip one that fails."""
+    from marketdata_assets.quality import schemas
+
+    base = good_day(30) if model in (RawCandles, ValidatedCandles) else dvol_day(60_000, 30)
+    frames = [base, base.iloc[:0], base.iloc[:1], *_broken_frames(base)]
+    for frame in frames:
+        frame = frame.reset_index(drop=True)
+        pandera_ok = not schemas._pandera_failures(frame, model)
+        if schemas._certainly_passes(frame, model):
+            assert pandera_ok, frame
+    assert schemas._certainly_passes(base, model)
+    assert schemas._certainly_passes(base.iloc[:0].reset_index(drop=True), model)
+
+
+def test_a_passing_frame_reports_what_pandera_would() -> None:
+    from marketdata_assets.quality import schemas
+
+    df = good_day(1440)
+    for model in (RawCandles, ValidatedCandles):
+        assert schemas._certainly_passes(df, model)
+        assert schemas._pandera_failures(df, model) == []
+    outside = with_timestamp_ms(5, START_MS - MINUTE)(df.copy())
+    report = validate_candles(outside, DAY, model=RawCandles)
+    assert [(f.check, f.index) for f in report.failures] == [("inside_day", 5)]

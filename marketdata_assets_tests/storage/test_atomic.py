@@ -179,3 +179,65 @@ def test_a_write_killed_before_the_rename_leaves_the_old_file(tmp_path):
     pd.testing.assert_frame_equal(
         read_raw_candles(root, "binance", "BTCUSDT", DAY), minute_candles(DAY, base=100.0)
     )
+
+
+def _reference_table(frame: pd.DataFrame, schema) -> object:
+    """What table_from_frame built before its column-by-column path: pyarrow's own from_pandas."""
+    import pyarrow as pa
+
+    names = list(schema.names)
+    try:
+        table = pa.Table.from_pandas(frame[names], schema=schema, preserve_index=False, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        return f"cannot convert to the storage schema: {exc}"
+    return table.replace_schema_metadata(None)
+
+
+def test_tables_from_frames_are_what_from_pandas_builds():
+    """The fast conversion gives pyarrow's from_pandas table, and its error message when a value does
+    not fit (lossy cast, overflow, wrong type, null in a non-nullable field)."""
+    import pyarrow as pa
+
+    from marketdata_assets.storage import schemas
+
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=4, freq="min", tz="UTC")).astype(
+        "datetime64[ms, UTC]"
+    )
+    gaps = pd.DataFrame(
+        {
+            "venue": ["binance", "binance", None, "x"],
+            "start": stamps,
+            "end": stamps + pd.Timedelta(minutes=1),
+            "minutes": [1, 2, 3, 4],
+            "kind": ["outage", "no_trades", "filler", "quarantined"],
+            "day": [DAY] * 4,
+        }
+    )
+    served = minute_candles(DAY).head(4).assign(n_minutes=1, expected_minutes=1, complete=True)
+    cases = [
+        (schemas.RAW_CANDLES, minute_candles(DAY)),
+        (schemas.SERVED_CANDLES, served),
+        (schemas.SERVED_CANDLES, served.assign(n_minutes=[1.0, 2.5, 3.0, 4.0])),  # lossy
+        (schemas.SERVED_CANDLES, served.assign(n_minutes=[1, 2, 3, 70_000])),  # overflows int16
+        (schemas.SERVED_CANDLES, served.assign(complete=["yes", True, True, True])),
+        (schemas.SERVED_CANDLES, served.assign(open=["1.0", 2.0, 3.0, 4.0])),
+        (schemas.SERVED_CANDLES, served.assign(n_minutes=pd.array([1, None, 3, 4], dtype="Int16"))),
+        (schemas.GAPS, gaps),
+        (schemas.GAPS, gaps.assign(day=["2024-01-01"] * 4)),
+        (schemas.RAW_CANDLES, minute_candles(DAY).astype({"timestamp": "datetime64[ns, UTC]"})),
+        (
+            schemas.RAW_CANDLES,
+            minute_candles(DAY).assign(timestamp=lambda f: f["timestamp"] + pd.Timedelta(1)),
+        ),
+        (pa.schema([pa.field("x", pa.int32(), nullable=False)]), pd.DataFrame({"x": [1.0, None]})),
+    ]
+    for schema, frame in cases:
+        expected = _reference_table(frame, schema)
+        if isinstance(expected, str):
+            with pytest.raises(ValueError) as caught:
+                atomic.table_from_frame(frame, schema, what="t")
+            assert str(caught.value) == f"t: {expected}"
+        else:
+            got = atomic.table_from_frame(frame, schema, what="t")
+            assert got.equals(expected, check_metadata=True)
+            assert got.schema.metadata == expected.schema.metadata

@@ -364,3 +364,32 @@ def test_partitions_and_months_are_listed_from_directories(tmp_path):
     (tmp_path / "candles/timeframe=1m/exchange=bad name").mkdir()
     assert CANDLES.partitions(root) == [candle_keys("1m", "binance", "BTCUSDT")]
     assert CANDLES.months(root, candle_keys("1m", "binance", "BTCUSDT")) == ["2024-01", "2024-02"]
+
+
+def test_rows_of_other_days_are_counted_as_days_of_places_them():
+    """The epoch-millisecond count of rows outside a day agrees with ``days_of`` (NaT, midnight edges,
+    days before 1970, other time zones and units)."""
+    from marketdata_assets.storage.served import CANDLES
+
+    day = date(2024, 1, 1)
+    stamps = pd.to_datetime(
+        [
+            "2024-01-01 00:00",
+            "2024-01-01 23:59:59.999",
+            "2024-01-02 00:00",
+            "2023-12-31 23:59:59.999",
+            "1969-12-31 12:00",
+            None,
+        ],
+        utc=True,
+        format="ISO8601",
+    ).astype("datetime64[ms, UTC]")
+    for frame in (
+        pd.DataFrame({"timestamp": stamps}),
+        pd.DataFrame({"timestamp": stamps[:2]}),
+        pd.DataFrame({"timestamp": stamps.astype("datetime64[ns, UTC]")}),
+        pd.DataFrame({"timestamp": stamps.tz_convert("Asia/Tokyo")}),
+    ):
+        for target in (day, date(1969, 12, 31), date(2024, 1, 2)):
+            expected = int((CANDLES.days_of(frame) != pd.Timestamp(target)).sum())
+            assert CANDLES._rows_of_other_days(frame, target) == expected

@@ -320,3 +320,88 @@ def test_unknown_symbol_lists_close_matches(make_simulator: MakeSim, open_source
 def test_registry_rejects_unknown_venues() -> None:
     with pytest.raises(ValueError, match="unknown venue 'kraken'"):
         get_source("kraken", None)
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_rows_parsed_once_are_the_rows_parsed_twice(
+    venue: str, make_simulator: MakeSim, open_source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's rows are taken from ccxt's own parse of them, kept by a hook, and plainly fine rows skip
+    validate_row's per-value checks: each page gives the rows the full re-parse and checks give."""
+    import math
+
+    from marketdata_assets.venues import ccxt_venue
+
+    sim = make_simulator(seed=2)
+    sim.add_fault(f"{venue}:duplicates:rows=1")
+    sim.add_fault(f"{venue}:invalid:what=nan,rows=2")
+    pages: list[tuple[list, list]] = []
+    real_rows = CcxtCandleSource._rows_of_last_page
+    real_parsed_of = CcxtCandleSource._parsed_of
+
+    def both(self: CcxtCandleSource, symbol: str, day: Any) -> list:
+        fast = real_rows(self, symbol, day)
+        assert real_parsed_of(
+            self, self.wire.raw_rows(self._exchange.last_json_response), self._exchange.market(symbol)
+        )
+        with monkeypatch.context() as m:
+            m.setattr(CcxtCandleSource, "_parsed_of", lambda self, raw_rows, market: None)
+            m.setattr(ccxt_venue, "clean_row", lambda parsed, raw, min_fields: None)
+            slow = real_rows(self, symbol, day)
+        pages.append((fast, slow))
+        return fast
+
+    monkeypatch.setattr(CcxtCandleSource, "_rows_of_last_page", both)
+    result = open_source(sim, venue).fetch_day("BTC/USDT", DAY)
+    assert pages and int(result.frame["close"].isna().sum()) > 0
+    for fast, slow in pages:
+        assert [[type(v) for v in r] for r in fast] == [[type(v) for v in r] for r in slow]
+        same = [
+            [a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(f, s, strict=True)]
+            for f, s in zip(fast, slow, strict=True)
+        ]
+        assert len(fast) == len(slow) and all(all(r) for r in same)
+
+
+def test_clean_rows_are_exactly_the_rows_validate_row_accepts_as_they_are() -> None:
+    from marketdata_assets.venues.ccxt_venue import clean_row, validate_row
+
+    good = [1_709_596_800_000, 1.0, 2.0, 0.5, 1.5, 3.0]
+    raw = [str(v) for v in good] + ["x"] * 6
+    assert clean_row(good, raw, 12) == good
+    variants = [
+        (good, tuple(raw)),  # a tuple: validate_row decides
+        (good, raw[:11]),
+        (good[:5], raw),
+        ([good[0] + 1, *good[1:]], raw),
+        ([float(good[0]), *good[1:]], raw),
+        ([True, *good[1:]], raw),
+        ([good[0], 1, *good[2:]], raw),
+        ([good[0], *good[1:5], None], raw),
+        ([good[0], *good[1:5], "3.0"], raw),
+        ([good[0], *good[1:5], float("nan")], raw),
+    ]
+    for parsed, row in variants:
+        clean = clean_row(parsed, row, 12)
+        if clean is not None:
+            assert validate_row(parsed, row, 12) is None
+            assert clean == [int(parsed[0]), *(float(v) for v in parsed[1:6])]
+
+
+def test_frames_of_parsed_rows_are_the_frames_of_rows() -> None:
+    import math
+    import random
+
+    import pandas as pd
+
+    from marketdata_assets.frames import candles_from_parsed_rows, candles_from_rows
+
+    start = day_bounds_ms(DAY)[0]
+    rng = random.Random(7)
+    rows = [[start + i * 60_000, *(rng.uniform(0, 1e5) for _ in range(5))] for i in range(1440)]
+    rows[3][2], rows[4][5], rows[5][1] = math.nan, math.inf, -0.0
+    rows.append(list(rows[0]))  # a duplicate, out of order
+    for case in (rows, rows[:1], []):
+        pd.testing.assert_frame_equal(
+            candles_from_parsed_rows(case), candles_from_rows(case), check_exact=True
+        )
