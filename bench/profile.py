@@ -2,12 +2,14 @@
 
     uv run python -m bench.profile              # both; summaries in bench/results/profile-*.txt
     uv run python -m bench.profile --only long_range
+    uv run python -m bench.profile --only backfill_3x30 --cpu   # CPU samples only, 200 Hz
 
 Starts the simulator (limits off), starts ``marketdata backfill`` with the settings of the
 ``backfill_cpu`` / ``long_range`` scenarios, attaches ``py-spy record --subprocesses --idle`` (raw
 collapsed stacks, 50 Hz) to it, and summarises the samples: top functions by own samples, top
 project / Dagster / library functions by inclusive samples. ``long_range`` is ended after 60 s.
-Wall-clock samples (``--idle``): waiting on the network or a lock counts too.
+Wall-clock samples (``--idle``): waiting on the network or a lock counts too. ``--cpu`` records only
+running threads (no ``--idle``) at 200 Hz: where the CPU goes, which is what ``backfill_cpu`` measures.
 """
 
 from __future__ import annotations
@@ -64,13 +66,18 @@ def summarise(raw: Path, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile(name: str, cmd: list[str], env: dict[str, str], workdir: Path, bound_s: float | None) -> Path:
+def profile(
+    name: str, cmd: list[str], env: dict[str, str], workdir: Path, bound_s: float | None, cpu: bool = False
+) -> Path:
     raw = workdir / f"{name}.raw"
     log = (workdir / f"{name}.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     # py-spy's binary sits beside the interpreter (.venv/bin) even when the venv is not on PATH
-    spy = [shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"]
-    spy += ["record", "--pid", str(proc.pid), "--subprocesses", "--idle", "--rate", "50", "--format", "raw"]
+    spy = [
+        shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    ]
+    spy += ["record", "--pid", str(proc.pid), "--subprocesses", "--format", "raw"]
+    spy += ["--rate", "200"] if cpu else ["--idle", "--rate", "50"]
     spy += ["--output", str(raw), "--nonblocking"]
     if bound_s:
         spy += ["--duration", str(int(bound_s))]
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--only", choices=["backfill_3x30", "long_range"])
+    parser.add_argument("--cpu", action="store_true", help="CPU samples only (no --idle), 200 Hz")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -108,13 +116,21 @@ def main(argv: list[str] | None = None) -> int:
             env = project_env(settings, run_dir / "dagster_home", run_dir / "limits")
             t0 = time.perf_counter()
             raw = profile(
-                name, backfill_cmd("binance", SYMBOLS, start, end, raw_only=raw_only), env, workdir, bound
+                name,
+                backfill_cmd("binance", SYMBOLS, start, end, raw_only=raw_only),
+                env,
+                workdir,
+                bound,
+                cpu=args.cpu,
             )
             wall = time.perf_counter() - t0
             text = (
                 f"{name}: {' '.join(backfill_cmd('binance', SYMBOLS, start, end, raw_only=raw_only)[1:])}\n"
             )
-            text += f"wall {wall:.1f} s{' (ended at the bound)' if bound else ''}\n\n" + summarise(raw)
+            samples = "CPU samples, 200 Hz" if args.cpu else "wall-clock samples, 50 Hz"
+            text += f"wall {wall:.1f} s{' (ended at the bound)' if bound else ''}; {samples}\n\n" + summarise(
+                raw
+            )
             (RESULTS / f"profile-{name}.txt").write_text(text)
             shutil.copyfile(raw, RESULTS / f"profile-{name}.raw.txt")
             print(text)
