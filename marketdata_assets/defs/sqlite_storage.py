@@ -68,13 +68,14 @@ MAX_OPEN_RUN_SHARDS = 8
 
 
 def _pooled_engine(conn_string: str) -> Engine:
-    # One connection is what each storage uses at a time (Dagster serialises each storage's access
-    # with its own lock for the event log; run and schedule writes are short). A few more may open
-    # when threads overlap (the webserver), and close again beyond pool_size.
+    # One connection stays open: what a storage uses at a time in a backfill (the event log serialises
+    # its access under its own lock). Threads that overlap (the webserver's GraphQL workers reading
+    # runs) each get one more, closed again when returned, as with Dagster's own storage: never a wait
+    # for a free connection (max_overflow=-1: no limit).
     return create_engine(
         conn_string,
         pool_size=1,
-        max_overflow=8,
+        max_overflow=-1,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
     )
 

@@ -188,3 +188,27 @@ def test_wipe_closes_and_removes_the_run_files(home: Path) -> None:
         assert materialized(instance) == set()
         again = materialize([candles], instance=instance, partition_key="2024-03-02")
         assert again.success and materialized(instance) == {"2024-03-02"}
+
+
+def test_overlapping_threads_never_wait_for_a_pooled_connection(home: Path) -> None:
+    """The webserver reads runs from many threads at once: each gets a connection, none queues."""
+    with embedded(home) as instance:
+        run = create_run_for_test(instance, job_name="busy")
+        barrier = threading.Barrier(16)
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                with instance.run_storage.connect() as conn:  # held by all 16 threads at once
+                    barrier.wait(timeout=20)
+                    assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 1
+                assert instance.get_run_by_id(run.run_id) is not None
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
