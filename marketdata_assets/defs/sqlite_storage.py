@@ -177,50 +177,35 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._index_engines.dispose()
 
 
-class PooledSqliteRunStorage(SqliteRunStorage):
+class _OnePooledEngine:
+    """``connect()`` of a one-file SQLite storage (runs, schedules) through one pooled engine."""
+
+    _conn_string: str
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines = _Engines()
+        super().__init__(conn_string, inst_data)  # type: ignore[call-arg]  # the Dagster storage's
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> Any:
+        return cls.from_local(inst_data=inst_data, **config_value)  # type: ignore[attr-defined]
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._engines.get("db", self._conn_string).connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._engines.dispose()
+
+
+class PooledSqliteRunStorage(_OnePooledEngine, SqliteRunStorage):
     """``SqliteRunStorage`` with one pooled engine (see the module docstring)."""
 
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._engines = _Engines()
-        super().__init__(conn_string, inst_data)
 
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Any
-    ) -> PooledSqliteRunStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._engines.get("runs", self._conn_string).connect() as conn, conn.begin():
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engines.dispose()
-
-
-class PooledSqliteScheduleStorage(SqliteScheduleStorage):
+class PooledSqliteScheduleStorage(_OnePooledEngine, SqliteScheduleStorage):
     """``SqliteScheduleStorage`` with one pooled engine (see the module docstring)."""
-
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._engines = _Engines()
-        super().__init__(conn_string, inst_data)
-
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Any
-    ) -> PooledSqliteScheduleStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._engines.get("schedules", self._conn_string).connect() as conn, conn.begin():
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engines.dispose()
 
 
 class EmbeddedSqliteStorage(DagsterSqliteStorage):
