@@ -212,3 +212,15 @@ def test_overlapping_threads_never_wait_for_a_pooled_connection(home: Path) -> N
         for thread in threads:
             thread.join(timeout=60)
         assert errors == []
+
+
+def test_schema_answers_are_kept_only_when_yes(home: Path) -> None:
+    """Tables and columns Dagster looks up per event: a "yes" is kept, a "no" is asked again."""
+    with embedded(home) as instance:
+        storage = instance.event_log_storage
+        assert storage.has_table("asset_check_executions") and storage.has_table("asset_event_tags")
+        assert storage.has_asset_key_index_cols()
+        assert not storage.has_table("added_later")
+        with sqlite3.connect(home / "history" / "runs" / "index.db") as conn:  # a migration elsewhere
+            conn.execute("CREATE TABLE added_later (id INTEGER)")
+        assert storage.has_table("added_later")
