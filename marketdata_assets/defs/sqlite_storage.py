@@ -22,6 +22,8 @@ time) whose run, event-log and schedule storages keep one engine per file with a
   first), so a long-lived webserver or daemon does not collect file handles.
 - A process forked with open pools never uses its parent's connections (SQLite forbids it): the child
   drops them unused and opens its own.
+- Dagster asks the index shard whether a table or an ``asset_keys`` column exists on every asset and
+  check event; a "yes" is kept for the process (migrations only add), a "no" is asked again.
 
 Selected in ``dagster_home/dagster.yaml`` (``storage: custom``). The team instance uses Postgres, whose
 Dagster storage already pools its connections.
